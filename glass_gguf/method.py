@@ -1,0 +1,120 @@
+"""GLASS neuron selection in numpy: the project's specification (DESIGN.md section 2).
+
+For one layer with intermediate activations h_t (row t of an array [tokens, n_ff]):
+
+    local   s_loc[j]  = sqrt( sum_t (h_t[j] / ||h_t||)^2 )          (GRIFFIN, from the prompt)
+    global  s_glob[j] = mean_t |h_t[j]|                              (A-GLASS, from calibration text)
+            s_glob[j] = mean_t |h_t[j]| * ||W_down[:, j]||           (I-GLASS)
+    rank    r(j) = 0 for the largest score; ties go to the smaller neuron index
+    GLASS   a[j] = lam * r_glob(j) + (1 - lam) * r_loc(j)   (float64); keep the k smallest a[j],
+            ties to the smaller index
+
+The C++ runtime (patches/llama.cpp) must choose exactly the same neurons from the same statistics.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+K_MULTIPLE = 32  # k is rounded to whole quant blocks of the compacted down projection
+
+
+def local_sum_squares(h: np.ndarray) -> np.ndarray:
+    """sum_t (h_t / ||h_t||)^2: the additive part of the local statistic (streams over batches of tokens)."""
+    h = np.asarray(h, dtype=np.float64)
+    norms = np.linalg.norm(h, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0  # an all-zero row contributes nothing
+    return ((h / norms) ** 2).sum(axis=0)
+
+
+def local_statistic(h: np.ndarray) -> np.ndarray:
+    """GRIFFIN's s_loc over the prompt tokens of one layer."""
+    return np.sqrt(local_sum_squares(h))
+
+
+def activation_prior(h: np.ndarray) -> np.ndarray:
+    """A-GLASS: mean |h_t[j]| over calibration tokens."""
+    return np.abs(np.asarray(h, dtype=np.float64)).mean(axis=0)
+
+
+def impact_prior(h: np.ndarray, w_down: np.ndarray) -> np.ndarray:
+    """I-GLASS: mean |h_t[j]| scaled by the norm of neuron j's output column; w_down is [n_embd, n_ff]."""
+    return activation_prior(h) * np.linalg.norm(np.asarray(w_down, dtype=np.float64), axis=0)
+
+
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """r(j) = 0 for the largest score, n-1 for the smallest; equal scores rank by neuron index."""
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    r = np.empty(len(scores), dtype=np.int64)
+    r[order] = np.arange(len(scores))
+    return r
+
+
+def aggregate(r_glob: np.ndarray, r_loc: np.ndarray, lam: float) -> np.ndarray:
+    """Weighted mean rank, lam on the global rank, computed in float64 exactly as the C++ does."""
+    lam = float(lam)
+    return lam * np.asarray(r_glob, dtype=np.float64) + (1.0 - lam) * np.asarray(r_loc, dtype=np.float64)
+
+
+def top_k(a: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k smallest aggregated ranks, ties to the smaller index, returned in ascending order."""
+    keep = np.argsort(np.asarray(a, dtype=np.float64), kind="stable")[:k]
+    return np.sort(keep)
+
+
+def neurons_to_keep(n_ff: int, density: float) -> int:
+    """k = density * n_ff rounded to the nearest multiple of 32 (half up), at least 32, at most n_ff.
+
+    density is taken as float32, the type the C API receives, so both sides round the same product.
+    """
+    if not (0.0 < density <= 1.0):
+        raise ValueError(f"density must be in (0, 1], got {density}")
+    if density == 1.0:
+        return n_ff
+    exact = float(np.float32(density)) * n_ff
+    k = K_MULTIPLE * math.floor(exact / K_MULTIPLE + 0.5)
+    return int(min(n_ff, max(K_MULTIPLE, k)))
+
+
+def select(s_loc: np.ndarray | None, s_glob: np.ndarray | None, lam: float, k: int) -> np.ndarray:
+    """The GLASS neuron set of one layer. lam=0 is GRIFFIN, lam=1 is static pruning by the prior.
+
+    A missing signal means its weight is forced: no prior gives GRIFFIN, no local statistic gives the prior.
+    """
+    if not (0.0 <= lam <= 1.0):
+        raise ValueError(f"lambda must be in [0, 1], got {lam}")
+    if s_glob is None and s_loc is None:
+        raise ValueError("select needs a local statistic, a prior, or both")
+    if s_glob is None:
+        return top_k(ranks(s_loc), k)
+    if s_loc is None:
+        return top_k(ranks(s_glob), k)
+    return top_k(aggregate(ranks(s_glob), ranks(s_loc), lam), k)
+
+
+def select_layers(
+    sum_squares: list[np.ndarray],
+    rows: list[int],
+    priors: list[np.ndarray | None],
+    lam: float,
+    density: float,
+) -> list[np.ndarray | None]:
+    """Neuron sets for every layer from the statistics the runtime collects.
+
+    sum_squares[i] is sum_t (h_t/||h_t||)^2 of layer i and rows[i] how many tokens it saw. A layer that saw fewer
+    rows than the fullest layer (the last one, whose FFN runs only on the rows that need logits) selects from its
+    prior alone. A layer with neither usable rows nor a prior stays dense (None).
+    """
+    full = max(rows) if rows else 0
+    chosen: list[np.ndarray | None] = []
+    for ss, n, prior in zip(sum_squares, rows, priors):
+        k = neurons_to_keep(len(ss), density)
+        usable_local = n > 0 and n == full
+        if not usable_local and prior is None:
+            chosen.append(None)
+            continue
+        s_loc = np.sqrt(np.asarray(ss, dtype=np.float64)) if usable_local else None
+        chosen.append(select(s_loc, prior, lam, k))
+    return chosen
