@@ -25,3 +25,25 @@ def prior_tensor_name(layer: int) -> str:
 
 def is_prior_tensor(name: str) -> bool:
     return name.startswith("blk.") and name.endswith(".ffn_glass_prior")
+
+
+# Written by `glass-gguf prior` and the tools around it (not read by the runtime).
+KEY_PREFIX = "glass."
+KEY_PRIOR_SHARD = "glass.prior.shard"             # "i/n" in a prior file computed with --shard i/n
+PRIOR_FILE_TYPE = "glass-prior"                   # general.type of a prior file or sidecar
+# float64 sums of the per-token contributions behind the scores, kept in prior files so shards merge exactly;
+# `convert` does not copy them into a model
+PRIOR_SUM_TENSOR = "blk.{layer}.ffn_glass_prior_sum"
+SIDECAR_SUFFIX = ".glass-prior.gguf"              # model.gguf -> model.glass-prior.gguf
+
+DEFAULT_DENSITY = 0.5                             # written by convert unless --density is given
+DEFAULT_LAMBDA = 0.5                              # DESIGN.md section 2: best of {0.25, 0.5, 0.75} in the first measurement
+
+
+def prior_sum_tensor_name(layer: int) -> str:
+    return PRIOR_SUM_TENSOR.format(layer=layer)
+
+
+def is_glass_tensor(name: str) -> bool:
+    """A prior or one of its companions (any blk.N.ffn_glass_* tensor)."""
+    return name.startswith("blk.") and ".ffn_glass_" in name

@@ -21,3 +21,19 @@ def build_info() -> dict:
     path = Path(sys.prefix) / "glass-gguf-build.json"
     assert path.exists(), "llama-cpp-python was not installed by tools/build_llama_cpp_python.py"
     return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf_dir(smollm2_path: Path) -> Path:
+    """A dense float32 HF checkpoint of the SmolLM2 GGUF (glass-gguf hf-export), exported once and cached.
+
+    Kept under ~/.cache/glass-gguf/hf/<first 16 hex of the GGUF sha256>/, so every test session after the first
+    reuses it; the export is atomic, so an interrupted session leaves no half-written folder under that name.
+    """
+    from glass_gguf.assets import SMOLLM2_135M, cache_dir
+    from glass_gguf.hf_export import hf_export
+
+    out = cache_dir() / "hf" / SMOLLM2_135M.sha256[:16]
+    if not (out / "config.json").exists():
+        hf_export(smollm2_path, out, overwrite=True)
+    return out

@@ -1,0 +1,61 @@
+"""A dense Hugging Face checkpoint from a GGUF (transformers, dequantized to float32).
+
+A user who has only a GGUF computes a prior from this folder. The folder is written next to OUT_DIR under a
+temporary name and renamed into place only when complete.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+class ExportError(Exception):
+    """The GGUF cannot be exported; the message says why."""
+
+
+def hf_export(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write config, float32 safetensors, generation config and tokenizer of `gguf_path` into `out_dir`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf_path = Path(gguf_path).resolve()
+    out_dir = Path(out_dir).resolve()
+    if not gguf_path.is_file():
+        raise ExportError(f"{gguf_path}: no such file")
+    if out_dir.exists() and not overwrite:
+        if not out_dir.is_dir() or any(out_dir.iterdir()):
+            raise ExportError(f"{out_dir} already exists (pass --overwrite to replace it)")
+    _check_readable(gguf_path)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        kwargs = dict(gguf_file=gguf_path.name)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(gguf_path.parent), **kwargs, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
+            )
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
+        except (ValueError, KeyError, NotImplementedError, OSError) as e:
+            raise ExportError(f"{gguf_path.name}: transformers cannot load it: {str(e).splitlines()[0]}") from e
+        os.chmod(tmp, 0o755)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        del model
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _check_readable(gguf_path: Path) -> None:
+    from .gguf_io import GlassFormatError, open_gguf
+
+    try:
+        open_gguf(gguf_path)
+    except GlassFormatError as e:
+        raise ExportError(str(e)) from e
