@@ -56,3 +56,173 @@ def glass_library() -> ctypes.CDLL:
             f"{FIX_HINT}"
         )
     return lib
+
+
+# --- the GLASS C API (include/llama.h, llama_glass_*) -------------------------------------------------------------
+
+STATUS_NAMES = {
+    0: "OK", -1: "invalid argument", -2: "not enabled", -3: "no prior", -4: "unsupported model",
+    -5: "no statistics", -6: "internal error",
+}
+STATES = {0: "off", 1: "collect", 2: "sparse"}
+MODES = {"auto": 0, "manual": 1}
+LAYER_SUPPORTED, LAYER_HAS_PRIOR, LAYER_SPARSE = 1, 2, 4
+
+_c_ctx = ctypes.c_void_p
+_SIGNATURES = {
+    "llama_glass_enable": ([_c_ctx, ctypes.c_float, ctypes.c_float, ctypes.c_int32], ctypes.c_int32),
+    "llama_glass_disable": ([_c_ctx], ctypes.c_int32),
+    "llama_glass_reset": ([_c_ctx], ctypes.c_int32),
+    "llama_glass_finalize": ([_c_ctx], ctypes.c_int32),
+    "llama_glass_get_state": ([_c_ctx], ctypes.c_int32),
+    "llama_glass_get_params": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float),
+                                ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    "llama_glass_layer_info": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_int64),
+                                ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    "llama_glass_set_prior": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_float), ctypes.c_int64],
+                              ctypes.c_int32),
+    "llama_glass_get_stats": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_double), ctypes.c_int64,
+                               ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
+    "llama_glass_get_selected": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32), ctypes.c_int64,
+                                  ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
+    "llama_glass_get_timings": ([_c_ctx, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)],
+                                ctypes.c_int32),
+    "llama_glass_last_error": ([_c_ctx], ctypes.c_char_p),
+}
+
+
+class GlassError(RuntimeError):
+    """A GLASS call failed; the message is the library's own explanation."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@functools.cache
+def glass_api() -> ctypes.CDLL:
+    """The patched library with every llama_glass_* function declared (argtypes/restype), once."""
+    lib = glass_library()
+    for name, (argtypes, restype) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes = argtypes
+        fn.restype = restype
+    return lib
+
+
+def _check(lib: ctypes.CDLL, ctx: int, status: int) -> int:
+    if status < 0:
+        message = (lib.llama_glass_last_error(ctx) or b"").decode() or STATUS_NAMES.get(status, str(status))
+        raise GlassError(status, f"GLASS: {message}")
+    return status
+
+
+class GlassSession:
+    """GLASS on one llama_cpp.Llama: enable, collect, finalize, and read back what the runtime chose.
+
+        llm = llama_cpp.Llama(model_path=path)
+        glass = GlassSession(llm)
+        glass.enable(density=0.5, lam=0.5)            # auto mode: the prompt collects, decoding goes sparse
+        llm.create_completion("Write a haiku", max_tokens=64)
+    """
+
+    def __init__(self, llm):
+        self.lib = glass_api()
+        self.llm = llm
+        self.ctx = ctypes.c_void_p(llm._ctx.ctx)
+        from llama_cpp import llama_cpp as bindings
+
+        self.n_layer = int(bindings.llama_model_n_layer(llm._model.model))
+
+    def _call(self, name: str, *args) -> int:
+        return _check(self.lib, self.ctx, getattr(self.lib, name)(self.ctx, *args))
+
+    def enable(self, density: float, lam: float, mode: str = "auto") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+        self._call("llama_glass_enable", float(density), float(lam), MODES[mode])
+
+    def disable(self) -> None:
+        self._call("llama_glass_disable")
+
+    def reset(self) -> None:
+        self._call("llama_glass_reset")
+
+    def finalize(self) -> None:
+        self._call("llama_glass_finalize")
+
+    @property
+    def state(self) -> str:
+        return STATES[self._call("llama_glass_get_state")]
+
+    @property
+    def params(self) -> dict:
+        density, lam, mode = ctypes.c_float(), ctypes.c_float(), ctypes.c_int32()
+        self._call("llama_glass_get_params", ctypes.byref(density), ctypes.byref(lam), ctypes.byref(mode))
+        names = {v: k for k, v in MODES.items()}
+        return {"density": density.value, "lambda": lam.value, "mode": names[mode.value]}
+
+    def layer_info(self, layer: int) -> tuple[int, int]:
+        """(n_ff, flags) of one layer; flags combine LAYER_SUPPORTED, LAYER_HAS_PRIOR, LAYER_SPARSE."""
+        n_ff, flags = ctypes.c_int64(), ctypes.c_int32()
+        self._call("llama_glass_layer_info", int(layer), ctypes.byref(n_ff), ctypes.byref(flags))
+        return n_ff.value, flags.value
+
+    def n_ff(self) -> list[int]:
+        return [self.layer_info(il)[0] for il in range(self.n_layer)]
+
+    def dense_layers(self) -> list[int]:
+        """Layers GLASS cannot serve (biases, fused or MoE FFNs): they always run dense."""
+        return [il for il in range(self.n_layer) if not self.layer_info(il)[1] & LAYER_SUPPORTED]
+
+    def set_prior(self, layer: int, prior) -> None:
+        import numpy as np
+
+        arr = np.ascontiguousarray(prior, dtype=np.float32)
+        if arr.ndim != 1:
+            raise ValueError(f"prior of layer {layer} must be one-dimensional, got shape {arr.shape}")
+        self._call("llama_glass_set_prior", int(layer), arr.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                   arr.shape[0])
+
+    def set_priors(self, priors) -> None:
+        """One prior per layer (None leaves a layer as it is); the count must equal the model's layer count."""
+        priors = list(priors)
+        if len(priors) != self.n_layer:
+            raise ValueError(f"got priors for {len(priors)} layers, the model has {self.n_layer}")
+        for il, prior in enumerate(priors):
+            if prior is not None:
+                self.set_prior(il, prior)
+
+    def stats(self):
+        """(sum_squares per layer, rows per layer): the local statistic as collected in the graph."""
+        import numpy as np
+
+        sums, rows = [], []
+        for il in range(self.n_layer):
+            n_ff = self.layer_info(il)[0]
+            buf = np.zeros(n_ff, dtype=np.float64)
+            n_rows = ctypes.c_int64()
+            self._call("llama_glass_get_stats", il, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), n_ff,
+                       ctypes.byref(n_rows))
+            sums.append(buf)
+            rows.append(n_rows.value)
+        return sums, rows
+
+    def selected(self):
+        """The kept neuron indices per layer (ascending), None for a layer that runs dense."""
+        import numpy as np
+
+        out = []
+        for il in range(self.n_layer):
+            n_ff = self.layer_info(il)[0]
+            buf = np.zeros(n_ff, dtype=np.int32)
+            n_sel = ctypes.c_int64()
+            self._call("llama_glass_get_selected", il, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), n_ff,
+                       ctypes.byref(n_sel))
+            out.append(None if n_sel.value < 0 else buf[: n_sel.value].astype(np.int64))
+        return out
+
+    def timings(self) -> dict:
+        collect, final = ctypes.c_double(), ctypes.c_double()
+        self._call("llama_glass_get_timings", ctypes.byref(collect), ctypes.byref(final))
+        return {"collect_ms": collect.value, "finalize_ms": final.value}
