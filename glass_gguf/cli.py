@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
+
+from .convert import OUT_TYPES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -33,5 +36,270 @@ def doctor(as_json: bool) -> None:
         click.echo(f"\nThis llama-cpp-python has no GLASS API: {FIX_HINT}.")
 
 
+# --- priors: prior, prior-merge, hf-export, convert, strip, inspect (docs/priors.md) ---------------------------
+
+
+class _Fail:
+    """Turn the library's errors into one clear click error line."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, e, tb):
+        from .gguf_io import GlassFormatError
+        from .hf_export import ExportError
+
+        if et is not None and issubclass(et, (GlassFormatError, ExportError, ValueError)):
+            raise click.ClickException(str(e)) from e
+        return False
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="prior file to write")
+@click.option("--kind", type=click.Choice(["activation", "impact"]), default="activation", help="A-GLASS or I-GLASS")
+@click.option("--calibration", multiple=True, default=["self"],
+              help="'self' (text the model generates from short seeds) or text files (repeat the option)")
+@click.option("--tokens", type=click.IntRange(1), default=8192, help="calibration tokens (all shards together)")
+@click.option("--seq-len", type=click.IntRange(8), default=128, help="tokens per calibration sequence")
+@click.option("--batch-size", type=click.IntRange(1), default=8, help="sequences per batch")
+@click.option("--seed", type=int, default=0, help="sampling seed of the self-generated calibration")
+@click.option("--shard", default="0/1", help="compute only shard I of N (merge them with prior-merge)")
+@click.option("--threads", type=click.IntRange(1), default=2, help="torch threads")
+@click.option("--from-imatrix", type=click.Path(exists=True, dir_okay=False),
+              help="take an activation prior from a llama.cpp imatrix (.dat or .gguf) instead; SOURCE may be a GGUF")
+def prior(source, output, kind, calibration, tokens, seq_len, batch_size, seed, shard, threads, from_imatrix):
+    """Compute the global prior of SOURCE, an HF checkpoint folder (DESIGN.md section 2)."""
+    from .gguf_io import write_prior
+
+    with _Fail():
+        if from_imatrix:
+            from .imatrix import prior_from_imatrix
+
+            if kind != "activation":
+                raise click.BadParameter("an imatrix gives an activation prior only", param_hint="--kind")
+            p = prior_from_imatrix(from_imatrix, _model_info(source))
+        else:
+            from .prior import compute_prior, parse_shard
+
+            if not Path(source).is_dir():
+                raise click.BadParameter(f"{source} is not an HF checkpoint folder", param_hint="SOURCE")
+            p = compute_prior(source, kind, calibration, tokens, seq_len, seed, batch_size, parse_shard(shard),
+                              threads)
+        write_prior(output, p)
+    click.echo(f"wrote {output}: {p.kind} prior, {p.n_layer} layers, {p.tokens} tokens ({p.source})")
+
+
+def _model_info(source):
+    from .gguf_io import gguf_model_info
+    from .prior import hf_model_info
+
+    return hf_model_info(source) if Path(source).is_dir() else gguf_model_info(source)
+
+
+@main.command("prior-merge")
+@click.argument("priors", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="merged prior file")
+def prior_merge(priors, output):
+    """Merge prior files computed on disjoint calibration data (e.g. shards): exact, from their sums."""
+    from .gguf_io import merge_priors, read_prior, write_prior
+
+    with _Fail():
+        p = merge_priors([read_prior(f) for f in priors])
+        write_prior(output, p)
+    click.echo(f"wrote {output}: {p.kind} prior from {len(priors)} files, {p.tokens} tokens")
+
+
+@main.command("hf-export")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--overwrite", is_flag=True, help="replace OUT_DIR if it exists")
+def hf_export_cmd(model, out_dir, overwrite):
+    """Write a dense float32 HF checkpoint (weights, config, tokenizer) of a GGUF model."""
+    from .hf_export import hf_export
+
+    with _Fail():
+        hf_export(model, out_dir, overwrite=overwrite)
+    click.echo(f"wrote {out_dir}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True))
+@click.option("--prior", "prior_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="prior file from `glass-gguf prior`")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="GLASS GGUF to write (with --sidecar: the sidecar for a GGUF, the stock model for an HF folder)")
+@click.option("--outtype", type=click.Choice(OUT_TYPES),
+              default="f16", help="GGUF type when MODEL is an HF folder")
+@click.option("--density", type=click.FloatRange(0, 1, min_open=True), default=0.5, help="default density stored")
+@click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=0.5, help="default weight of the global rank")
+@click.option("--sidecar", is_flag=True, help="write the prior next to an untouched model instead of into it")
+@click.option("--threads", type=click.IntRange(1), default=2, help="threads for quantization")
+def convert(model, prior_path, output, outtype, density, lam, sidecar, threads):
+    """Add a prior to MODEL (a GGUF, copied unchanged, or an HF folder, converted with llama.cpp's tools)."""
+    from .gguf_io import embed_prior, read_prior, sidecar_path, validate_prior, write_sidecar
+
+    if output is None and not (sidecar and not Path(model).is_dir()):
+        raise click.BadParameter("missing -o/--output", param_hint="-o")
+    with _Fail():
+        p = read_prior(prior_path)
+        if Path(model).is_dir():
+            from .convert import hf_to_gguf
+            from .prior import hf_model_info
+
+            validate_prior(p, hf_model_info(model), Path(model).name)  # refuse before the slow conversion
+            if sidecar:
+                hf_to_gguf(model, output, outtype, threads)
+                out = write_sidecar(output, p, sidecar_path(output), density=density, lam=lam)
+            else:
+                import tempfile
+
+                with tempfile.TemporaryDirectory(prefix=".glass-convert.", dir=Path(output).resolve().parent) as tmp:
+                    stock = hf_to_gguf(model, Path(tmp) / "stock.gguf", outtype, threads)
+                    out = embed_prior(stock, p, output, density=density, lam=lam)
+        elif sidecar:
+            out = write_sidecar(model, p, output, density=density, lam=lam)
+        else:
+            out = embed_prior(model, p, output, density=density, lam=lam)
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="stock GGUF to write")
+def strip(model, output):
+    """Remove the prior and glass.* keys: gives back the original file of `convert MODEL.gguf` byte for byte."""
+    from .gguf_io import strip as strip_file
+
+    with _Fail():
+        strip_file(model, output)
+    click.echo(f"wrote {output}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.option("--plot", type=click.Path(dir_okay=False), help="write a PNG of the prior per layer")
+def inspect(path, as_json, plot):
+    """Architecture, layers, n_ff, glass.* keys and a per-layer summary of the prior of a GGUF."""
+    from .gguf_io import inspect_file, plot_prior, read_prior
+
+    with _Fail():
+        info = inspect_file(path)
+        if plot:
+            if "prior" not in info:
+                raise click.BadParameter(f"{path} carries no prior to plot", param_hint="--plot")
+            plot_prior(read_prior(path), plot)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        if key == "glass":
+            for k, v in value.items():
+                click.echo(f"{k:32} {v}")
+        elif key == "prior":
+            click.echo(f"{'layer':>5} {'n':>6} {'min':>10} {'mean':>10} {'max':>10} {'top10%':>7}")
+            for r in value:
+                click.echo(f"{r['layer']:5d} {r['n']:6d} {r['min']:10.4g} {r['mean']:10.4g} {r['max']:10.4g} "
+                           f"{r['top10_share']:7.1%}")
+        else:
+            click.echo(f"{key:32} {value}")
+
+
 if __name__ == "__main__":
     main()
+
+
+# --- runtime: generate, bench --------------------------------------------------------------------------------------
+
+
+def _density(ctx, param, value):
+    if value is not None and not (0.0 < value <= 1.0):
+        raise click.BadParameter(f"must be in (0, 1], got {value}")
+    return value
+
+
+def _lambda(ctx, param, value):
+    if value is not None and not (0.0 <= value <= 1.0):
+        raise click.BadParameter(f"must be in [0, 1], got {value}")
+    return value
+
+
+def _runtime_errors():
+    from .runtime import GlassError, GlassUnavailableError
+
+    return (GlassError, GlassUnavailableError)
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("prompt")
+@click.option("--density", type=float, callback=_density, help="fraction of FFN neurons kept [default: the GGUF's]")
+@click.option("--lambda", "lam", type=float, callback=_lambda, help="weight of the global rank [default: the GGUF's]")
+@click.option("--prior", type=click.Path(exists=True, dir_okay=False), help="a sidecar prior for a stock GGUF")
+@click.option("--max-tokens", type=click.IntRange(1), default=128)
+@click.option("--threads", type=click.IntRange(1), default=2)
+@click.option("--chat/--no-chat", default=True, help="apply the model's chat template")
+@click.option("--dense", is_flag=True, help="GLASS off, for comparison")
+def generate(model, prompt, density, lam, prior, max_tokens, threads, chat, dense):
+    """Generate greedily from PROMPT and print the text and the decode speed."""
+    import time
+
+    from . import glass_llama
+
+    try:
+        llm, session = glass_llama.load(model, density=density, lam=lam, prior=prior, dense=dense,
+                                        n_ctx=2048, n_threads=threads, n_threads_batch=threads)
+        t0 = time.perf_counter()
+        if chat:
+            out = llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=max_tokens,
+                                             temperature=0.0)
+            text = out["choices"][0]["message"]["content"]
+        else:
+            out = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0)
+            text = out["choices"][0]["text"]
+        elapsed = time.perf_counter() - t0
+    except _runtime_errors() as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(text)
+    n = out["usage"]["completion_tokens"]
+    how = "dense" if dense else "GLASS density {density:.2f} lambda {lambda:.2f}".format(**session.params)
+    click.echo(f"\n[{how}] {n} tokens in {elapsed:.2f} s: {n / elapsed:.1f} tok/s (prompt included)", err=True)
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--density", type=float, default=0.5, callback=_density)
+@click.option("--lambda", "lam", type=float, callback=_lambda,
+              help="weight of the global rank [default: the GGUF's glass.lambda, else 0 (GRIFFIN)]")
+@click.option("--threads", type=click.IntRange(1), default=2)
+@click.option("--prompt-tokens", type=click.IntRange(2), default=256)
+@click.option("--gen-tokens", type=click.IntRange(2), default=128)
+@click.option("--repeats", type=click.IntRange(1), default=5)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def bench(model, density, lam, threads, prompt_tokens, gen_tokens, repeats, as_json):
+    """Decode speed of GLASS against dense, in the same process, alternating; medians over repeats."""
+    from tqdm import tqdm
+
+    from .bench import run_bench
+    from .gguf_io import field_value, open_gguf
+
+    if lam is None:
+        stored = field_value(open_gguf(model), "glass.lambda")
+        lam = float(stored) if stored is not None else 0.0
+    try:
+        with tqdm(total=repeats, desc="bench (dense + GLASS)", disable=as_json, unit="repeat") as bar:
+            result = run_bench(Path(model), density, lam, threads, prompt_tokens, gen_tokens, repeats,
+                               progress=lambda r: bar.update(1))
+    except _runtime_errors() as e:
+        raise click.ClickException(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    click.echo(f"dense  {result.dense_tok_s:8.1f} tok/s")
+    click.echo(f"GLASS  {result.glass_tok_s:8.1f} tok/s   density {density}  lambda {lam}")
+    click.echo(f"speedup {result.speedup:.3f} (ideal {result.ideal_speedup:.3f}, "
+               f"{100 * result.speedup / result.ideal_speedup:.0f}% of it)")
+    click.echo(f"finalize {result.finalize_ms:.1f} ms ({result.finalize_pct_of_prefill:.1f}% of a "
+               f"{result.prompt_tokens}-token prefill); collection overhead in prefill "
+               f"{result.prefill_overhead_pct:+.1f}%")

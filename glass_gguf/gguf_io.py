@@ -583,3 +583,80 @@ def _copy(f, data) -> None:
     view = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
     for start in range(0, len(view), _COPY_BLOCK):
         f.write(view[start : start + _COPY_BLOCK])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# inspect
+
+
+def inspect_file(path: str | os.PathLike) -> dict:
+    """What a GGUF is (model, GLASS model, prior file, sidecar), its FFN shape, glass.* keys and prior summary."""
+    path = Path(path)
+    reader = open_gguf(path)
+    keys = {k: field_value(reader, k) for k in reader.fields if k.startswith(schema.KEY_PREFIX)}
+    out: dict = {"file": str(path), "bytes": path.stat().st_size, "tensors": len(reader.tensors)}
+    gtype = field_value(reader, "general.type")
+    has_model = field_value(reader, "general.architecture") is not None and gtype != schema.PRIOR_FILE_TYPE
+    if has_model:
+        try:
+            info = model_info(reader, path.name)
+            out.update(arch=info.arch, layers=info.n_layer, n_embd=info.n_embd, n_ff=_compact(info.n_ff),
+                       fingerprint=info.fingerprint)
+        except UnsupportedModel as e:
+            out.update(arch=field_value(reader, "general.architecture"), unsupported=str(e))
+    out["type"] = ("GLASS model" if keys else "model") if has_model else (
+        ("sidecar" if schema.KEY_DENSITY in keys else "prior") if keys else str(gtype or "unknown"))
+    out["glass"] = keys
+    if keys:
+        prior = read_prior(path)
+        if prior.sums is not None:
+            out["mergeable"] = True
+        out["prior"] = [_summary(i, s) for i, s in enumerate(prior.scores)]
+    return out
+
+
+def _compact(n_ff) -> int | list[int]:
+    return n_ff[0] if len(set(n_ff)) == 1 else list(n_ff)
+
+
+def _summary(layer: int, s: np.ndarray) -> dict:
+    s = np.asarray(s, dtype=np.float64)
+    total = s.sum()
+    top = np.sort(s)[::-1][: max(1, len(s) // 10)].sum() / total if total > 0 else float("nan")
+    return {"layer": layer, "n": len(s), "min": float(s.min()), "mean": float(s.mean()), "max": float(s.max()),
+            "top10_share": float(top)}
+
+
+def plot_prior(prior: Prior, png: str | os.PathLike, title: str = "") -> Path:
+    """Per layer: the scores sorted in decreasing order, relative to the layer's mean (log colour scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    width = max(len(s) for s in prior.scores)
+    img = np.full((prior.n_layer, width), np.nan)
+    for i, s in enumerate(prior.scores):
+        s = np.sort(np.asarray(s, dtype=np.float64))[::-1]
+        mean = s.mean() if s.mean() > 0 else 1.0
+        img[i, : len(s)] = np.maximum(s / mean, 1e-3)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+    lo, hi = np.nanpercentile(img, [0.5, 99.5])
+    im = ax.imshow(img, aspect="auto", cmap="viridis", norm=LogNorm(vmin=max(lo, 1e-3), vmax=max(hi, lo * 10)),
+                   interpolation="nearest")
+    ax.set_xlabel("neurons, sorted by prior score")
+    ax.set_ylabel("layer")
+    ax.set_title(title or f"{prior.kind} prior ({prior.source}, {prior.tokens} tokens)", fontsize=9)
+    fig.colorbar(im, ax=ax, label="score / layer mean")
+    shares = [_summary(i, s)["top10_share"] for i, s in enumerate(prior.scores)]
+    ax2.barh(range(prior.n_layer), shares, color="tab:orange")
+    ax2.set_ylim(prior.n_layer - 0.5, -0.5)
+    ax2.set_xlabel("score share of the top 10% neurons")
+    ax2.set_yticks([])
+    fig.tight_layout()
+    png = Path(png)
+    with atomic_output(png) as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+    return png

@@ -1,0 +1,368 @@
+"""Global priors from Hugging Face checkpoints (DESIGN.md section 2), computed with PyTorch and transformers.
+
+For every layer, h_t (the input of the FFN down projection) is captured by a forward pre-hook on `mlp.down_proj`
+and reduced on the fly to float64 sums over the calibration tokens:
+
+    activation (A-GLASS):  sum_t |h_t[j]|
+    impact     (I-GLASS):  sum_t |h_t[j]| * ||W_down[:, j]||
+
+The prior is the sum divided by the token count. Sums and counts are kept in the prior file, so shards computed in
+separate processes merge exactly (gguf_io.merge_priors).
+
+Calibration is a list of token sequences cut into fixed batches. The default is text the model generates itself
+from short generic seeds, sampled with a seed derived from (seed, batch index), so any batch can be regenerated
+alone: shard i/n takes the batches b with b % n == i, and the union of the shards is exactly the single run.
+Text files are the alternative: tokenized, cut into sequences of the same length.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from . import schema
+from .gguf_io import GlassFormatError, ModelInfo, Prior, UnsupportedModel, make_fingerprint, NORM_PLUS_ONE_ARCHS
+
+# HF model_type -> llama.cpp architecture (the fingerprint's family); convert_hf_to_gguf maps Mistral to llama.
+SUPPORTED_MODEL_TYPES = {
+    "llama": "llama",
+    "mistral": "llama",
+    "qwen2": "qwen2",
+    "qwen3": "qwen3",
+    "gemma": "gemma",
+    "gemma2": "gemma2",
+    "gemma3": "gemma3",
+    "gemma3_text": "gemma3",
+}
+
+# Short, generic openings: prose, dialogue, code, lists, questions. The model writes the rest.
+SEEDS = (
+    "The", "In", "Once upon a time", "Here is", "I think", "Question:", "def", "The following", "Today",
+    "Dear", "Chapter 1", "It was", "We", "Introduction", "Step 1:", "A", "How to", "In the beginning",
+    "import", "Why", "1.", "User:", "The history of", "This", "My", "Abstract:", "There are", "When",
+    "What is", "#include", "Note:", "Yesterday",
+)
+
+DEFAULT_TOKENS = 8192
+DEFAULT_SEQ_LEN = 128
+DEFAULT_BATCH = 8
+SAMPLING = dict(do_sample=True, temperature=1.0, top_k=50, top_p=0.95)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The model
+
+
+def _text_config(hf_dir: str | os.PathLike):
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(hf_dir))
+    except (OSError, ValueError, KeyError) as e:
+        raise GlassFormatError(f"{hf_dir}: not a Hugging Face checkpoint folder ({str(e).splitlines()[0]})") from e
+    return config.get_text_config()
+
+
+def _arch_of(config, name: str) -> str:
+    arch = SUPPORTED_MODEL_TYPES.get(config.model_type)
+    if arch is None:
+        raise UnsupportedModel(
+            f"{name}: model type {config.model_type!r} is not supported: GLASS needs a dense gated FFN "
+            f"(supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))}; MoE and fused gate/up FFNs are not)"
+        )
+    return arch
+
+
+def _n_ff(config) -> list[int]:
+    ff = config.intermediate_size
+    return list(ff) if isinstance(ff, (list, tuple)) else [int(ff)] * int(config.num_hidden_layers)
+
+
+def _norm_weights(hf_dir: Path, n_layer: int) -> list[np.ndarray]:
+    """The three norm vectors of the fingerprint, read straight from the safetensors files."""
+    from safetensors import safe_open
+
+    index = hf_dir / "model.safetensors.index.json"
+    if index.exists():
+        weight_map = json.loads(index.read_text())["weight_map"]
+    else:
+        files = sorted(hf_dir.glob("*.safetensors"))
+        if not files:
+            raise GlassFormatError(f"{hf_dir}: no *.safetensors weights (only safetensors checkpoints are read)")
+        weight_map = {}
+        for f in files:
+            with safe_open(str(f), framework="pt") as st:
+                weight_map.update({k: f.name for k in st.keys()})
+    wanted = ("model.norm.weight", "model.layers.0.input_layernorm.weight",
+              f"model.layers.{n_layer - 1}.input_layernorm.weight")
+    out = []
+    for suffix in wanted:
+        keys = sorted((k for k in weight_map if k == suffix or k.endswith("." + suffix)), key=len)
+        if not keys:
+            raise GlassFormatError(f"{hf_dir}: no {suffix} in the checkpoint")
+        with safe_open(str(hf_dir / weight_map[keys[0]]), framework="pt") as st:
+            out.append(st.get_tensor(keys[0]).float().numpy())
+    return out
+
+
+def hf_model_info(hf_dir: str | os.PathLike, tokenizer=None) -> ModelInfo:
+    """Architecture, FFN sizes and fingerprint of an HF checkpoint, equal to those of its GGUF conversions."""
+    from transformers import AutoTokenizer
+
+    hf_dir = Path(hf_dir)
+    config = _text_config(hf_dir)
+    arch = _arch_of(config, hf_dir.name)
+    n_ff = _n_ff(config)
+    n_vocab = int(config.vocab_size)
+    if tokenizer is None:
+        tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    tokens: list[str | None] = [None] * n_vocab
+    for s, i in tokenizer.get_vocab().items():
+        if 0 <= i < n_vocab:
+            tokens[i] = s
+    norms = _norm_weights(hf_dir, len(n_ff))
+    if arch in NORM_PLUS_ONE_ARCHS:  # HF Gemma norms scale by (1 + w); llama.cpp stores 1 + w
+        norms = [w + np.float32(1.0) for w in norms]
+    fp = make_fingerprint(arch, int(config.hidden_size), n_ff, n_vocab, tokens, norms)
+    return ModelInfo(arch, len(n_ff), int(config.hidden_size), tuple(n_ff), n_vocab, fp)
+
+
+def load_model(hf_dir: str | os.PathLike):
+    """The checkpoint in float32 for inference, after refusing an unsupported architecture from its config."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf_dir = Path(hf_dir)
+    _arch_of(_text_config(hf_dir), hf_dir.name)
+    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    return model, tokenizer
+
+
+def down_projections(model) -> list:
+    """mlp.down_proj of every decoder layer, refusing anything but a dense gated FFN (gate_proj, up_proj)."""
+    layers = getattr(model.get_decoder(), "layers", None)
+    if layers is None:
+        raise UnsupportedModel(f"{type(model).__name__}: no decoder layers found")
+    out = []
+    for i, layer in enumerate(layers):
+        mlp = getattr(layer, "mlp", None)
+        if mlp is None or not all(hasattr(mlp, p) for p in ("gate_proj", "up_proj", "down_proj")):
+            raise UnsupportedModel(
+                f"layer {i}: {type(mlp).__name__} is not a dense gated FFN (gate_proj, up_proj, down_proj)"
+            )
+        out.append(mlp.down_proj)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Calibration
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Which token sequences a prior is computed on. Batches are fixed; a shard takes every n-th batch."""
+
+    source: str                  # recorded as glass.prior.source
+    n_seq: int
+    seq_len: int
+    batch_size: int
+    shard: tuple[int, int] = (0, 1)
+
+    @property
+    def n_batches(self) -> int:
+        return math.ceil(self.n_seq / self.batch_size)
+
+    def batch_indices(self) -> list[int]:
+        i, n = self.shard
+        return [b for b in range(self.n_batches) if b % n == i]
+
+    def batch_rows(self, b: int) -> range:
+        return range(b * self.batch_size, min(self.n_seq, (b + 1) * self.batch_size))
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' with 0 <= I < N."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must look like I/N (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"shard I/N needs 0 <= I < N, got {text!r}")
+    return i, n
+
+
+def self_generated(tokens: int = DEFAULT_TOKENS, seq_len: int = DEFAULT_SEQ_LEN, seed: int = 0,
+                   batch_size: int = DEFAULT_BATCH, shard: tuple[int, int] = (0, 1)) -> Calibration:
+    n_seq = max(1, math.ceil(tokens / seq_len))
+    return Calibration(f"self-generated:{n_seq}x{seq_len}:seed={seed}", n_seq, seq_len, batch_size, shard)
+
+
+def generate_batch(model, tokenizer, calib: Calibration, seed: int, b: int) -> list[list[int]]:
+    """Batch b of the self-generated calibration: seq_len tokens per sequence, reproducible from (seed, b)."""
+    import torch
+
+    rows = calib.batch_rows(b)
+    texts = [SEEDS[(seed + r) % len(SEEDS)] for r in rows]
+    prompts = [tokenizer(t)["input_ids"] for t in texts]
+    longest = max(len(p) for p in prompts)
+    if longest >= calib.seq_len:
+        raise ValueError(f"sequence length {calib.seq_len} is too short for the seeds ({longest} tokens)")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = torch.full((len(prompts), longest), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, p in enumerate(prompts):  # left padding, as generation needs
+        ids[r, longest - len(p):] = torch.tensor(p)
+        mask[r, longest - len(p):] = 1
+    new = calib.seq_len - min(len(p) for p in prompts)
+    torch.manual_seed(1_000_003 * seed + b)
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, pad_token_id=pad,
+            **SAMPLING,
+        )
+    seqs = []
+    for r, p in enumerate(prompts):
+        seqs.append(out[r, longest - len(p):].tolist()[: calib.seq_len])
+    return seqs
+
+
+def text_files(tokenizer, files: Sequence[str | os.PathLike], tokens: int = DEFAULT_TOKENS,
+               seq_len: int = DEFAULT_SEQ_LEN, batch_size: int = DEFAULT_BATCH,
+               shard: tuple[int, int] = (0, 1)) -> tuple[Calibration, list[list[int]]]:
+    """Calibration from text files: their text, tokenized and cut into sequences that start like the tokenizer's."""
+    digest = hashlib.sha256()
+    texts = []
+    for f in files:
+        data = Path(f).read_bytes()
+        digest.update(hashlib.sha256(data).digest())
+        texts.append(data.decode("utf-8", errors="replace"))
+    prefix = tokenizer("")["input_ids"]  # BOS for tokenizers that add one
+    body = tokenizer("\n\n".join(texts), add_special_tokens=False)["input_ids"]
+    step = seq_len - len(prefix)
+    n_seq = min(max(1, math.ceil(tokens / seq_len)), len(body) // step)
+    if n_seq < 1:
+        raise ValueError(f"the calibration files hold {len(body)} tokens, fewer than one sequence of {seq_len}")
+    seqs = [prefix + body[k * step:(k + 1) * step] for k in range(n_seq)]
+    calib = Calibration(f"files:sha256={digest.hexdigest()[:16]}:{n_seq}x{seq_len}", n_seq, seq_len, batch_size, shard)
+    return calib, seqs
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Statistics
+
+
+class Accumulator:
+    """Streaming sums of the per-token prior contributions of every layer, fed by hooks on down_proj."""
+
+    def __init__(self, model, kind: str):
+        import torch
+
+        if kind not in schema.PRIOR_KINDS:
+            raise ValueError(f"kind must be one of {schema.PRIOR_KINDS}, got {kind!r}")
+        self.kind = kind
+        self.downs = down_projections(model)
+        self.model = model
+        self.sums = [torch.zeros(d.in_features, dtype=torch.float64) for d in self.downs]
+        self.col_norms = [d.weight.detach().double().norm(dim=0) for d in self.downs] if kind == "impact" else None
+        self.tokens = 0
+        self._mask = None
+
+    def _hook(self, i: int):
+        def pre_hook(module, args):
+            h = args[0]
+            rows = h[self._mask] if self._mask is not None else h.reshape(-1, h.shape[-1])
+            self.sums[i] += rows.abs().sum(dim=0, dtype=self.sums[i].dtype)
+        return pre_hook
+
+    def add(self, seqs: list[list[int]], pad_id: int) -> None:
+        """Run the decoder (no LM head) on a batch of sequences, right-padded; padding is not counted."""
+        import torch
+
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)] = torch.tensor(s)
+            mask[r, : len(s)] = True
+        handles = [d.register_forward_pre_hook(self._hook(i)) for i, d in enumerate(self.downs)]
+        self._mask = mask
+        try:
+            with torch.inference_mode():
+                self.model.get_decoder()(input_ids=ids, attention_mask=mask.long(), use_cache=False)
+        finally:
+            for hd in handles:
+                hd.remove()
+            self._mask = None
+        self.tokens += int(mask.sum())
+
+    def result(self) -> tuple[list[np.ndarray], int]:
+        sums = [s.numpy().copy() for s in self.sums]
+        if self.col_norms is not None:
+            sums = [s * n.numpy() for s, n in zip(sums, self.col_norms)]
+        return sums, self.tokens
+
+
+def compute_prior(
+    hf_dir: str | os.PathLike,
+    kind: str = "activation",
+    calibration: Sequence[str] = ("self",),
+    tokens: int = DEFAULT_TOKENS,
+    seq_len: int = DEFAULT_SEQ_LEN,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    shard: tuple[int, int] = (0, 1),
+    threads: int | None = 2,
+    progress: bool | None = None,
+    return_sequences: bool = False,
+):
+    """The prior of an HF checkpoint (or of shard i/n of it). calibration is ("self",) or a list of text files.
+
+    With return_sequences=True, also returns the calibration token sequences that were used.
+    """
+    import torch
+    from tqdm import tqdm
+
+    if threads:
+        torch.set_num_threads(threads)
+    hf_dir = Path(hf_dir)
+    model, tokenizer = load_model(hf_dir)
+    info = hf_model_info(hf_dir, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    acc = Accumulator(model, kind)
+    if list(calibration) == ["self"]:
+        calib = self_generated(tokens, seq_len, seed, batch_size, shard)
+        file_seqs = None
+    else:
+        calib, file_seqs = text_files(tokenizer, calibration, tokens, seq_len, batch_size, shard)
+    used: list[list[int]] = []
+    bar = tqdm(calib.batch_indices(), desc=f"prior ({kind}, {calib.source})", unit="batch",
+               disable=None if progress is None else not progress)
+    for b in bar:
+        if file_seqs is None:
+            seqs = generate_batch(model, tokenizer, calib, seed, b)
+        else:
+            seqs = [file_seqs[r] for r in calib.batch_rows(b)]
+        acc.add(seqs, pad)
+        used.extend(seqs)
+        bar.set_postfix(tokens=acc.tokens)
+    sums, n_tokens = acc.result()
+    if n_tokens == 0:
+        raise ValueError(f"shard {shard[0]}/{shard[1]} has no calibration batches ({calib.n_batches} in all)")
+    prior = Prior(
+        kind=kind,
+        source=calib.source,
+        tokens=n_tokens,
+        fingerprint=info.fingerprint,
+        scores=[(s / n_tokens).astype(np.float32) for s in sums],
+        sums=sums,
+        shard=None if shard == (0, 1) else f"{shard[0]}/{shard[1]}",
+    )
+    return (prior, used) if return_sequences else prior
