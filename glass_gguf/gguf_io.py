@@ -57,11 +57,27 @@ class UnsupportedModel(GlassFormatError):
 
 
 def open_gguf(path: str | os.PathLike) -> GGUFReader:
-    """A GGUFReader on `path`, with every failure (not a GGUF, truncated, big-endian) turned into one clear error."""
+    """A GGUFReader on `path`, with every failure (not a GGUF, truncated, big-endian) turned into one clear error.
+
+    Parsing a large vocabulary takes seconds, so the last few readers are kept, keyed by the file's identity
+    (inode, size, modification time): a file replaced under the same name is read afresh.
+    """
     path = Path(path)
     if not path.is_file():
         raise GlassFormatError(f"{path}: no such file")
-    size = path.stat().st_size
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _READERS:
+        _READERS[key] = _open_gguf(path, st.st_size)
+        while len(_READERS) > 4:
+            _READERS.pop(next(iter(_READERS)))
+    return _READERS[key]
+
+
+_READERS: dict[tuple, GGUFReader] = {}
+
+
+def _open_gguf(path: Path, size: int) -> GGUFReader:
     try:
         reader = GGUFReader(path)
     except (ValueError, IndexError, KeyError, TypeError, OverflowError, UnicodeDecodeError) as e:
@@ -167,6 +183,17 @@ def fingerprint_summary(fp: str) -> str:
 
 def model_info(reader: GGUFReader, name: str = "model") -> ModelInfo:
     """Architecture and FFN sizes of a GGUF model; refuses a model without a dense gated FFN in every layer."""
+    if id(reader) not in _INFOS or _INFOS[id(reader)][0] is not reader:
+        _INFOS[id(reader)] = (reader, _model_info(reader, name))
+        while len(_INFOS) > 4:
+            _INFOS.pop(next(iter(_INFOS)))
+    return _INFOS[id(reader)][1]
+
+
+_INFOS: dict[int, tuple[GGUFReader, ModelInfo]] = {}
+
+
+def _model_info(reader: GGUFReader, name: str) -> ModelInfo:
     arch = field_value(reader, "general.architecture")
     if arch is None:
         raise GlassFormatError(f"{name}: no general.architecture key (is this a model GGUF?)")
