@@ -1,0 +1,332 @@
+"""The quality protocol of DESIGN.md section 6: short prompt, long generation.
+
+For every prompt (one user turn, chat template applied):
+  1. the dense model generates up to N tokens greedily: the continuation c_0 .. c_{N-1};
+  2. each setting (reference.Config) selects its mask from the dense prompt prefill and scores the continuation
+     teacher-forced under that fixed mask: the tokens c_1 .. c_{N-1}, each predicted from a position decoded
+     sparsely (c_0 is predicted by the dense prefill itself, identical for every setting, and is not scored);
+  3. per setting: perplexity of the scored tokens and mean per-token KL(p_dense || p_setting).
+Totals are token-weighted over prompts, overall and split at the median prompt length ("short" / "long").
+
+Two backends score the same way: "torch" (reference.Sparsifier on the HF checkpoint) and "llama" (the patched
+llama.cpp in manual mode through glass_gguf.runtime.GlassSession).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import reference
+from .reference import Config
+
+PRIOR_TAGS = {"activation": "A", "impact": "I"}
+
+
+@dataclass
+class PromptScores:
+    """One prompt's sums per setting label: negative log-likelihood, KL, scored tokens."""
+
+    prompt_tokens: int
+    n_tokens: int
+    nll: dict[str, float] = field(default_factory=dict)
+    kl: dict[str, float] = field(default_factory=dict)
+    masks: dict[str, list] = field(default_factory=dict)   # kept neurons per layer, when asked for
+
+
+def configs_for(methods, densities, lambdas, prior_kinds) -> list[Config]:
+    """The settings of one run: dense once, then every method at every density (static and glass per prior kind,
+    glass at every lambda)."""
+    configs: list[Config] = []
+    for name in methods:
+        if name not in reference.METHODS:
+            raise ValueError(f"unknown method {name!r}; choose from {', '.join(reference.METHODS)}")
+    if "dense" in methods:
+        configs.append(Config("dense"))
+    for d in densities:
+        for name in methods:
+            if name in ("griffin", "random"):
+                configs.append(Config(name, d))
+            elif name == "static":
+                configs += [Config("static", d, prior=p) for p in prior_kinds]
+            elif name == "glass":
+                configs += [Config("glass", d, lam, p) for p in prior_kinds for lam in lambdas]
+    return configs
+
+
+# -- torch backend --------------------------------------------------------------------------------------------------
+
+class TorchBackend:
+    """The HF checkpoint with reference.Sparsifier hooks. last_layer_rows: see reference.Sparsifier.collect."""
+
+    name = "torch"
+
+    def __init__(self, model, tokenizer, last_layer_rows: str = "all", batch_tokens: int = 50_000_000):
+        self.model, self.tokenizer = model, tokenizer
+        self.sparsifier = reference.Sparsifier(model)
+        self.last_layer_rows = last_layer_rows
+        self.batch_tokens = batch_tokens     # logits elements per batched forward (memory bound)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        return reference.chat_tokens(self.tokenizer, prompt)
+
+    def generate(self, prompt_ids: list[int], n: int) -> list[int]:
+        self.sparsifier.off()
+        return reference.generate_dense(self.model, prompt_ids, n)
+
+    def score(self, prompt_ids, cont, configs, priors, seed=0, keep_masks=False) -> PromptScores:
+        import torch
+
+        P, N = len(prompt_ids), len(cont)
+        x = torch.tensor([prompt_ids + cont[:-1]])
+        targets = torch.tensor(cont[1:])
+        out = PromptScores(P, N - 1)
+        with torch.inference_mode():
+            self.sparsifier.collect(P, self.last_layer_rows)
+            logp_dense = torch.log_softmax(self.model(x, logits_to_keep=N - 1).logits[0].float(), -1)
+            self.sparsifier.off()
+            p_dense = logp_dense.exp()
+            ss, rows = self.sparsifier.sum_squares, self.sparsifier.rows
+            sparse = []
+            for c in configs:
+                if c.method == "dense":
+                    out.nll[c.label] = float(-logp_dense.gather(-1, targets[:, None]).sum())
+                    out.kl[c.label] = 0.0
+                else:
+                    sparse.append((c, reference.select_masks(c, ss, rows, priors, seed)))
+            vocab = logp_dense.shape[-1]
+            batch = max(1, self.batch_tokens // max(1, (N - 1) * vocab))
+            for i in range(0, len(sparse), batch):
+                chunk = sparse[i:i + batch]
+                self.sparsifier.sparse([m for _, m in chunk], start=P)
+                logits = self.model(x.expand(len(chunk), -1), logits_to_keep=N - 1).logits
+                self.sparsifier.off()
+                for b, (c, masks) in enumerate(chunk):
+                    logp = torch.log_softmax(logits[b].float(), -1)
+                    out.nll[c.label] = float(-logp.gather(-1, targets[:, None]).sum())
+                    out.kl[c.label] = float((p_dense * (logp_dense - logp)).sum())
+                    if keep_masks:
+                        out.masks[c.label] = masks
+                del logits
+        return out
+
+
+def load_torch_backend(hf_dir, threads: int = 1, last_layer_rows: str = "all") -> TorchBackend:
+    model, tokenizer = reference.load_model(hf_dir, threads)
+    return TorchBackend(model, tokenizer, last_layer_rows)
+
+
+# -- llama backend --------------------------------------------------------------------------------------------------
+
+class LlamaBackend:
+    """The patched llama.cpp through llama-cpp-python and glass_gguf.runtime.GlassSession in manual mode."""
+
+    name = "llama"
+
+    def __init__(self, model_path, n_ctx: int = 2048, threads: int = 2, tokenizer=None):
+        import llama_cpp
+
+        from .runtime import GlassSession
+
+        self.llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=n_ctx, logits_all=True, n_threads=threads,
+                                   verbose=False)
+        self.glass = GlassSession(self.llm)
+        self.tokenizer = tokenizer     # an HF tokenizer for the chat template (None: llama.cpp's own template)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        if self.tokenizer is not None:
+            return reference.chat_tokens(self.tokenizer, prompt)
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        meta = self.llm.metadata
+        fmt = Jinja2ChatFormatter(meta["tokenizer.chat_template"], eos_token="", bos_token="")
+        text = fmt(messages=[{"role": "user", "content": prompt}]).prompt
+        return self.llm.tokenize(text.encode(), add_bos=False, special=True)
+
+    def generate(self, prompt_ids: list[int], n: int) -> list[int]:
+        self.glass.disable()
+        self.llm.reset()
+        out = []
+        for tok in self.llm.generate(prompt_ids, temp=0.0, top_k=1, reset=True):
+            out.append(int(tok))
+            if tok == self.llm.token_eos() or len(out) >= n:
+                break
+        return out
+
+    def _logp(self, start: int, n: int) -> np.ndarray:
+        logits = np.asarray(self.llm.scores[start:start + n], dtype=np.float64)
+        logits -= logits.max(-1, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+
+    def score(self, prompt_ids, cont, configs, priors, seed=0, keep_masks=False) -> PromptScores:
+        P, N = len(prompt_ids), len(cont)
+        targets = np.asarray(cont[1:])
+        out = PromptScores(P, N - 1)
+        self.glass.disable()
+        self.llm.reset()
+        self.llm.eval(prompt_ids + cont[:-1])
+        logp_dense = self._logp(P, N - 1)
+        p_dense = np.exp(logp_dense)
+        for c in configs:
+            if c.method == "dense":
+                logp = logp_dense
+            else:
+                if c.method == "random":
+                    raise ValueError("the llama backend has no random method")
+                kind = c.prior if c.method != "griffin" else None
+                self._load_priors(priors.get(kind) if kind else None)
+                self.glass.reset()
+                self.llm.reset()
+                self.glass.enable(density=c.density, lam=c.weight, mode="manual")
+                self.llm.eval(prompt_ids)
+                self.glass.finalize()
+                self.llm.eval(cont[:-1])
+                logp = self._logp(P, N - 1)
+                if keep_masks:
+                    out.masks[c.label] = self.glass.selected()
+                self.glass.disable()
+            out.nll[c.label] = float(-logp[np.arange(N - 1), targets].sum())
+            out.kl[c.label] = float((p_dense * (logp_dense - logp)).sum())
+        return out
+
+    def _load_priors(self, layer_priors) -> None:
+        self._loaded = getattr(self, "_loaded", "file")
+        if layer_priors is None or self._loaded is layer_priors:
+            return
+        for layer, prior in enumerate(layer_priors):
+            if prior is not None:
+                self.glass.set_prior(layer, np.asarray(prior, dtype=np.float32))
+        self._loaded = layer_priors
+
+
+# -- the protocol ---------------------------------------------------------------------------------------------------
+
+def dense_continuations(backend, prompts: list[str], n: int, cache: Path | None = None, progress: bool = True):
+    """[(prompt_ids, continuation)] per prompt; continuations are cached in `cache` (a json file) if given,
+    keyed by the prompt tokens and n."""
+    from tqdm import tqdm
+
+    stored = json.loads(cache.read_text()) if cache and cache.exists() else {}
+    pairs = []
+    for prompt in tqdm(prompts, desc=f"dense generation ({backend.name})", disable=not progress):
+        ids = backend.prompt_ids(prompt)
+        key = hashlib.sha256(json.dumps([ids, n]).encode()).hexdigest()[:24]
+        if key not in stored:
+            stored[key] = backend.generate(ids, n)
+            if cache:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(".tmp")
+                tmp.write_text(json.dumps(stored))
+                tmp.replace(cache)
+        pairs.append((ids, stored[key]))
+    return pairs
+
+
+def run(backend, pairs, configs, priors=None, progress: bool = True, keep_masks: bool = False) -> list[PromptScores]:
+    """Score every (prompt_ids, continuation) pair under every setting."""
+    from tqdm import tqdm
+
+    scores = []
+    for i, (ids, cont) in enumerate(tqdm(pairs, desc=f"scoring ({backend.name})", disable=not progress)):
+        if len(cont) < 2:
+            continue
+        scores.append(backend.score(ids, cont, configs, priors or {}, seed=i, keep_masks=keep_masks))
+    return scores
+
+
+def summarize(scores: list[PromptScores], configs: list[Config], backend: str = "torch") -> list[dict]:
+    """JSON records per setting: overall ("split": "all") and for prompts up to / above the median length."""
+    if not scores:
+        return []
+    median = float(np.median([s.prompt_tokens for s in scores]))
+    groups = {"all": scores,
+              "short": [s for s in scores if s.prompt_tokens <= median],
+              "long": [s for s in scores if s.prompt_tokens > median]}
+    records = []
+    for split, group in groups.items():
+        if not group:
+            continue
+        tokens = sum(s.n_tokens for s in group)
+        for c in configs:
+            nll = sum(s.nll[c.label] for s in group)
+            kl = sum(s.kl[c.label] for s in group)
+            records.append({
+                "method": c.method, "prior": c.prior, "lambda": c.weight, "density": c.density,
+                "ppl": math.exp(nll / tokens), "kl": kl / tokens, "n_prompts": len(group), "n_tokens": tokens,
+                "split": split, "median_prompt_tokens": median, "label": c.label, "backend": backend,
+            })
+    return records
+
+
+def improvements(records: list[dict], split: str = "all") -> list[dict]:
+    """Relative improvement of every static/glass record over GRIFFIN at the same density (positive = better):
+    100 * (griffin - x) / griffin for PPL and for KL."""
+    griffin = {r["density"]: r for r in records if r["method"] == "griffin" and r["split"] == split}
+    out = []
+    for r in records:
+        g = griffin.get(r["density"])
+        if r["split"] != split or r["method"] not in ("glass", "static") or g is None:
+            continue
+        out.append({"label": r["label"], "method": r["method"], "prior": r["prior"], "lambda": r["lambda"],
+                    "density": r["density"],
+                    "ppl_gain_pct": 100.0 * (g["ppl"] - r["ppl"]) / g["ppl"],
+                    "kl_gain_pct": 100.0 * (g["kl"] - r["kl"]) / g["kl"] if g["kl"] > 0 else 0.0})
+    return out
+
+
+def format_table(records: list[dict], split: str = "all") -> str:
+    rows = [r for r in records if r["split"] == split]
+    lines = [f"{'setting':34} {'density':>7} {'ppl':>9} {'kl':>8} {'prompts':>7}"]
+    for r in rows:
+        name = r["label"].split(" @")[0]
+        lines.append(f"{name:34} {r['density']:7.2f} {r['ppl']:9.3f} {r['kl']:8.4f} {r['n_prompts']:7d}")
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], path, title: str = "", split: str = "all") -> None:
+    """PPL and KL against density, one line per method (prior, lambda); dense PPL as a horizontal line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in records if r["split"] == split]
+    lines: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["method"] != "dense":
+            lines.setdefault(r["label"].split(" @")[0], []).append(r)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, rs in lines.items():
+        rs = sorted(rs, key=lambda r: r["density"])
+        style = "--" if rs[0]["method"] in ("griffin", "random") else "-"
+        for ax, key in zip(axes, ("ppl", "kl")):
+            ax.plot([r["density"] for r in rs], [r[key] for r in rs], style, marker="o", label=name)
+    dense = [r for r in rows if r["method"] == "dense"]
+    if dense:
+        axes[0].axhline(dense[0]["ppl"], color="black", lw=0.8, label="dense")
+    for ax, key in zip(axes, ("perplexity of the dense continuation", "mean KL(dense || method) per token")):
+        ax.set_xlabel("density (fraction of FFN neurons kept)")
+        ax.set_ylabel(key)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def choose_lambda(records: list[dict]) -> dict:
+    """The sweep's choice: the (prior kind, lambda) of the glass/static settings with the lowest KL averaged
+    over the swept densities (overall split); GRIFFIN (lambda 0) competes too, prior-less."""
+    by_setting: dict[tuple, list[float]] = {}
+    for r in records:
+        if r["split"] == "all" and r["method"] in ("griffin", "glass", "static"):
+            by_setting.setdefault((r["prior"], r["lambda"]), []).append(r["kl"])
+    best = min(by_setting, key=lambda k: float(np.mean(by_setting[k])))
+    table = [{"prior": p, "lambda": lam, "mean_kl": float(np.mean(v))} for (p, lam), v in by_setting.items()]
+    return {"prior": best[0], "lambda": best[1], "mean_kl": float(np.mean(by_setting[best])), "candidates": table}

@@ -1,0 +1,235 @@
+"""GLASS selection applied to a Hugging Face model in PyTorch: the oracle and the evaluation baseline.
+
+The FFN intermediate h (the input of every `mlp.down_proj`, DESIGN.md section 2) is observed by a forward pre-hook:
+
+    collect  dense; the first `prompt_len` positions add their local statistic sum_t (h_t/||h_t||)^2 per layer
+    sparse   positions from `start` on keep only the chosen neurons (h[j] = 0 for the others); earlier positions
+             (the prompt, already prefilled densely) stay dense
+
+Masking h before down_proj is exactly what the runtime's compaction computes (up to float summation order).
+The neuron sets come from glass_gguf.method (select_layers), the specification the C++ runtime follows too. The
+runtime's last FFN sees only the rows that need logits; `last_layer_rows` reproduces either case: "last" (a prompt
+prefill during generation: one row, so select_layers falls back to the prior there) or "all" (logits for every
+prompt token, as llama-cpp-python's `logits_all=True` requests).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import method
+
+METHODS = ("dense", "griffin", "static", "glass", "random")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One sparsification setting. prior is "activation" | "impact" for static and glass, None otherwise."""
+
+    method: str
+    density: float = 1.0
+    lam: float | None = None
+    prior: str | None = None
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.method in ("static", "glass") and self.prior is None:
+            raise ValueError(f"{self.method} needs a prior kind")
+        if self.method == "glass" and not (self.lam is not None and 0.0 <= self.lam <= 1.0):
+            raise ValueError(f"glass needs a lambda in [0, 1], got {self.lam}")
+
+    @property
+    def weight(self) -> float | None:
+        """The lambda handed to method.select_layers (None for dense and random)."""
+        return {"griffin": 0.0, "static": 1.0, "glass": self.lam}.get(self.method)
+
+    @property
+    def label(self) -> str:
+        if self.method == "dense":
+            return "dense"
+        tag = {"activation": "A", "impact": "I"}.get(self.prior, "")
+        if self.method == "static":
+            name = f"static-{tag}"
+        elif self.method == "glass":
+            name = f"glass-{tag} lambda={self.lam:g}"
+        else:
+            name = self.method
+        return f"{name} @{self.density:g}"
+
+
+def select_masks(
+    config: Config,
+    sum_squares: list[np.ndarray],
+    rows: list[int],
+    priors: dict[str, list[np.ndarray]] | None = None,
+    seed: int = 0,
+) -> list[np.ndarray | None]:
+    """Kept neuron indices per layer (None = dense) for `config`, from a prefill's statistics and the priors.
+
+    GRIFFIN is prompt-only: it gets no prior, so a layer whose local statistic is unusable (see
+    method.select_layers) stays dense. Random keeps k uniformly drawn neurons per layer (seeded).
+    """
+    if config.method == "dense":
+        return [None] * len(sum_squares)
+    if config.method == "random":
+        rng = np.random.default_rng(seed)
+        return [np.sort(rng.choice(len(ss), method.neurons_to_keep(len(ss), config.density), replace=False))
+                for ss in sum_squares]
+    layer_priors: list[np.ndarray | None] = [None] * len(sum_squares)
+    if config.method != "griffin":
+        if not priors or config.prior not in priors:
+            raise ValueError(f"{config.label} needs the {config.prior} prior")
+        layer_priors = list(priors[config.prior])
+    return method.select_layers(sum_squares, rows, layer_priors, config.weight, config.density)
+
+
+class Sparsifier:
+    """Forward pre-hooks on every FFN down projection of an HF causal LM (llama, qwen2, gemma ... `mlp.down_proj`).
+
+    Use as a context manager (removes the hooks on exit) or call close().
+    """
+
+    def __init__(self, model):
+        self.downs = [layer.mlp.down_proj for layer in decoder_layers(model)]
+        self.n_ff = self.downs[0].in_features
+        self.state = "off"
+        self._prompt_len = 0
+        self._last_rows = "last"
+        self._start = 0
+        self._masks: list | None = None
+        self._captured: list[list[np.ndarray]] | None = None
+        self.sum_squares = [np.zeros(d.in_features) for d in self.downs]
+        self.rows = [0] * len(self.downs)
+        self._hooks = [d.register_forward_pre_hook(self._make_hook(i)) for i, d in enumerate(self.downs)]
+
+    # -- states ---------------------------------------------------------------------------------------------------
+    def off(self) -> None:
+        self.state, self._masks, self._captured = "off", None, None
+
+    def collect(self, prompt_len: int, last_layer_rows: str = "last") -> None:
+        """Dense; the next forward adds the statistic of its first prompt_len positions (batch of one)."""
+        if last_layer_rows not in ("last", "all"):
+            raise ValueError("last_layer_rows is 'last' or 'all'")
+        self.state, self._prompt_len, self._last_rows = "collect", int(prompt_len), last_layer_rows
+        self.sum_squares = [np.zeros(d.in_features) for d in self.downs]
+        self.rows = [0] * len(self.downs)
+
+    def capture(self) -> list[list[np.ndarray]]:
+        """Dense; every forward appends each layer's h (float32, [tokens, n_ff]) to the returned lists."""
+        self.state = "capture"
+        self._captured = [[] for _ in self.downs]
+        return self._captured
+
+    def sparse(self, masks: list[list[np.ndarray | None]], start: int) -> None:
+        """masks[b][layer]: kept neurons for batch row b (None = dense layer); positions >= start are masked."""
+        import torch
+
+        per_layer = []
+        for layer, down in enumerate(self.downs):
+            m = torch.ones(len(masks), 1, down.in_features, dtype=down.weight.dtype)
+            for b, layer_masks in enumerate(masks):
+                keep = layer_masks[layer]
+                if keep is not None:
+                    m[b, 0].zero_()
+                    m[b, 0, torch.as_tensor(np.asarray(keep, dtype=np.int64))] = 1.0
+            per_layer.append(m)
+        self.state, self._masks, self._start = "sparse", per_layer, int(start)
+
+    def close(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    def __enter__(self) -> "Sparsifier":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the hook -------------------------------------------------------------------------------------------------
+    def _make_hook(self, layer: int):
+        last = len(self.downs) - 1
+
+        def hook(module, args):
+            (h,) = args
+            if self.state == "collect":
+                rows = h[0, : self._prompt_len]
+                if layer == last and self._last_rows == "last":
+                    rows = rows[-1:]
+                self.sum_squares[layer] += method.local_sum_squares(rows.detach().double().numpy())
+                self.rows[layer] += rows.shape[0]
+            elif self.state == "capture":
+                self._captured[layer].append(h.detach().reshape(-1, h.shape[-1]).float().numpy().copy())
+            elif self.state == "sparse":
+                m = self._masks[layer]
+                out = h.clone()
+                out[:, self._start:] = out[:, self._start:] * m
+                return (out,)
+            return None
+
+        return hook
+
+
+def decoder_layers(model):
+    """The list of decoder blocks of an HF causal LM."""
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__}: no model.layers; only decoder-only HF models are supported")
+    return layers
+
+
+def load_model(hf_dir: str | Path, threads: int = 1):
+    """(model, tokenizer) of a float32 HF checkpoint folder, in eval mode, with at most `threads` torch threads."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    return model, tokenizer
+
+
+def chat_tokens(tokenizer, prompt: str) -> list[int]:
+    """The prompt as one user turn with the model's chat template and the assistant header."""
+    enc = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                        tokenize=True)
+    ids = enc["input_ids"] if hasattr(enc, "keys") else enc
+    return [int(t) for t in ids]
+
+
+def generate_dense(model, prompt_ids: list[int], n: int) -> list[int]:
+    """Greedy dense continuation of up to n tokens (stops after an end-of-sequence token)."""
+    import torch
+
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([prompt_ids]), max_new_tokens=n, do_sample=False,
+                             attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long))
+    return [int(t) for t in out[0, len(prompt_ids):]]
+
+
+def prefill_statistics(model, sparsifier: Sparsifier, prompt_ids: list[int], last_layer_rows: str = "last"):
+    """(sum_squares, rows) of a dense prefill of the prompt: what the runtime collects in COLLECT state."""
+    import torch
+
+    sparsifier.collect(len(prompt_ids), last_layer_rows)
+    with torch.inference_mode():
+        model(torch.tensor([prompt_ids]), logits_to_keep=1)
+    sparsifier.off()
+    return sparsifier.sum_squares, sparsifier.rows
+
+
+def capture_activations(model, sparsifier: Sparsifier, ids: list[int]) -> list[np.ndarray]:
+    """h of every layer ([tokens, n_ff] float32) for one dense forward over ids."""
+    import torch
+
+    captured = sparsifier.capture()
+    with torch.inference_mode():
+        model(torch.tensor([ids]), logits_to_keep=1)
+    sparsifier.off()
+    return [np.concatenate(c) for c in captured]

@@ -1,0 +1,111 @@
+"""The PyTorch reference: masks follow method.py exactly, and masking h equals running the compacted FFN."""
+import numpy as np
+import pytest
+import torch
+
+from glass_gguf import method, reference
+from glass_gguf.reference import Config
+
+PROMPTS = ["Write a haiku about autumn leaves.",
+           "Explain in two sentences why the sky is blue, then give one example of Rayleigh scattering."]
+
+
+@pytest.fixture(scope="module")
+def smollm2(smollm2_hf_dir):
+    return reference.load_model(smollm2_hf_dir, threads=1)
+
+
+@pytest.fixture(scope="module")
+def priors(smollm2):
+    """A and I priors from the real model's activations on two HumanEval-like code snippets (numpy, method.py)."""
+    model, tokenizer = smollm2
+    text = "def add(a, b):\n    \"\"\"Return the sum of a and b.\"\"\"\n    return a + b\n\nprint(add(2, 3))\n" * 3
+    with reference.Sparsifier(model) as sp:
+        h = reference.capture_activations(model, sp, tokenizer(text)["input_ids"])
+    w_down = [layer.mlp.down_proj.weight.detach().numpy() for layer in reference.decoder_layers(model)]
+    return {"activation": [method.activation_prior(x) for x in h],
+            "impact": [method.impact_prior(x, w) for x, w in zip(h, w_down)]}
+
+
+def test_griffin_masks_equal_method_select_on_captured_activations(smollm2):
+    model, tokenizer = smollm2
+    ids = reference.chat_tokens(tokenizer, PROMPTS[1])
+    with reference.Sparsifier(model) as sp:
+        h = reference.capture_activations(model, sp, ids)          # independent path: raw h of every layer
+        ss, rows = reference.prefill_statistics(model, sp, ids, last_layer_rows="all")
+    assert rows == [len(ids)] * len(h)
+    masks = reference.select_masks(Config("griffin", 0.5), ss, rows)
+    k = method.neurons_to_keep(h[0].shape[1], 0.5)
+    for layer, x in enumerate(h):
+        expected = method.select(method.local_statistic(x), None, 0.0, k)
+        np.testing.assert_array_equal(masks[layer], expected)
+
+
+def test_last_layer_sees_one_row_and_falls_back_to_the_prior(smollm2, priors):
+    model, tokenizer = smollm2
+    ids = reference.chat_tokens(tokenizer, PROMPTS[0])
+    with reference.Sparsifier(model) as sp:
+        ss, rows = reference.prefill_statistics(model, sp, ids, last_layer_rows="last")
+    assert rows[-1] == 1 and rows[:-1] == [len(ids)] * (len(rows) - 1)
+    griffin = reference.select_masks(Config("griffin", 0.5), ss, rows)
+    assert griffin[-1] is None                          # prompt-only and no usable statistic: dense
+    glass = reference.select_masks(Config("glass", 0.5, 0.5, "activation"), ss, rows, priors)
+    k = method.neurons_to_keep(len(ss[-1]), 0.5)
+    np.testing.assert_array_equal(glass[-1], method.top_k(method.ranks(priors["activation"][-1]), k))
+
+
+def test_static_masks_are_prompt_independent_and_glass_masks_are_not(smollm2, priors):
+    model, tokenizer = smollm2
+    stats = []
+    with reference.Sparsifier(model) as sp:
+        for p in PROMPTS:
+            ss, rows = reference.prefill_statistics(model, sp, reference.chat_tokens(tokenizer, p))
+            stats.append(([s.copy() for s in ss], list(rows)))
+    for kind in ("activation", "impact"):
+        a, b = (reference.select_masks(Config("static", 0.6, prior=kind), ss, rows, priors) for ss, rows in stats)
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    a, b = (reference.select_masks(Config("glass", 0.6, 0.5, "activation"), ss, rows, priors) for ss, rows in stats)
+    assert any(not np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_masking_h_equals_the_compacted_down_projection(smollm2):
+    model, tokenizer = smollm2
+    ids = reference.chat_tokens(tokenizer, PROMPTS[0])
+    down = reference.decoder_layers(model)[3].mlp.down_proj
+    seen = {}
+    handle = down.register_forward_hook(lambda m, args, out: seen.update(h=args[0].detach(), y=out.detach()))
+    keep = np.sort(np.random.default_rng(0).choice(down.in_features, 512, replace=False))
+    masks = [None] * len(reference.decoder_layers(model))
+    masks[3] = keep
+    start = len(ids) - 4
+    try:
+        with reference.Sparsifier(model) as sp, torch.inference_mode():
+            sp.sparse([masks], start=start)
+            model(torch.tensor([ids]), logits_to_keep=1)
+    finally:
+        handle.remove()
+    h, y = seen["h"][0], seen["y"][0]         # h already masked by the pre-hook
+    assert torch.all(h[start:][:, np.setdiff1d(np.arange(down.in_features), keep)] == 0)
+    compact = h[start:, keep] @ down.weight[:, keep].T     # the runtime's compacted matrices
+    torch.testing.assert_close(y[start:], compact, rtol=1e-5, atol=1e-5)
+    assert torch.count_nonzero(h[:start]) > 0.9 * h[:start].numel()   # the prompt stays dense
+
+
+def test_random_keeps_k_distinct_neurons_per_layer(smollm2):
+    model, _ = smollm2
+    n_layer = len(reference.decoder_layers(model))
+    ss, rows = [np.ones(1536)] * n_layer, [10] * n_layer
+    masks = reference.select_masks(Config("random", 0.75), ss, rows, seed=3)
+    k = method.neurons_to_keep(1536, 0.75)
+    assert all(len(np.unique(m)) == k for m in masks)
+    assert not np.array_equal(masks[0], reference.select_masks(Config("random", 0.75), ss, rows, seed=4)[0])
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="prior"):
+        Config("glass", 0.5, 0.5)
+    with pytest.raises(ValueError, match="lambda"):
+        Config("glass", 0.5, 1.5, "activation")
+    with pytest.raises(ValueError, match="unknown method"):
+        Config("topk", 0.5)
