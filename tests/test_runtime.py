@@ -1,0 +1,271 @@
+"""The GLASS runtime inside the patched llama.cpp, driven through llama-cpp-python on the real SmolLM2-135M."""
+import numpy as np
+import pytest
+
+import llama_cpp
+
+from glass_gguf import method
+from glass_gguf.gguf_io import Prior, embed_prior, gguf_model_info
+from glass_gguf.runtime import GlassError, GlassSession
+
+CHAT_PROMPT = (
+    "<|im_start|>user\nExplain in a few sentences why the sky is blue.<|im_end|>\n<|im_start|>assistant\n"
+)
+
+
+def seeded_prior(smollm2_path, seed=0, decimals=None) -> Prior:
+    """A prior with the right shape and fingerprint (values from a seed; rounding makes ties on purpose)."""
+    info = gguf_model_info(smollm2_path)
+    rng = np.random.default_rng(seed)
+    scores = [rng.gamma(2.0, 1.0, n).astype(np.float32) for n in info.n_ff]
+    if decimals is not None:
+        scores = [np.round(s, decimals).astype(np.float32) for s in scores]
+    return Prior(kind="activation", source=f"test:seed={seed}", tokens=0, fingerprint=info.fingerprint, scores=scores)
+
+
+@pytest.fixture(scope="module")
+def glass_model(smollm2_path, tmp_path_factory):
+    """SmolLM2 with a prior embedded (glass.density 0.5, glass.lambda 0.5): auto-enables in the patched build."""
+    out = tmp_path_factory.mktemp("glass") / "smollm2-glass.gguf"
+    return embed_prior(smollm2_path, seeded_prior(smollm2_path, decimals=1), out, density=0.5, lam=0.5)
+
+
+def make_llm(path, **kw):
+    kw.setdefault("n_ctx", 512)
+    return llama_cpp.Llama(model_path=str(path), n_threads=2, n_threads_batch=2, verbose=False, seed=0, **kw)
+
+
+def greedy(llm, tokens, n):
+    """n greedy tokens after tokens, through llama-cpp-python's own eval (auto mode sees real batches)."""
+    llm.reset()
+    llm.eval(tokens)
+    out = []
+    for _ in range(n):
+        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        out.append(token)
+        llm.eval([token])
+    return out
+
+
+def test_density_1_gives_identical_tokens_and_logits(smollm2_path):
+    llm = make_llm(smollm2_path)
+    tokens = llm.tokenize(CHAT_PROMPT.encode(), special=True)
+    glass = GlassSession(llm)
+    assert glass.state == "off"
+    dense_tokens = greedy(llm, tokens, 24)
+    dense_logits = llm.scores[: llm.n_tokens].copy()
+
+    glass.enable(density=1.0, lam=0.0)
+    sparse_tokens = greedy(llm, tokens, 24)
+    assert glass.state == "sparse"
+    assert sparse_tokens == dense_tokens
+    np.testing.assert_array_equal(llm.scores[len(tokens) - 1], dense_logits[len(tokens) - 1])
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.25, 0.5, 0.75, 1.0])
+def test_cpp_selection_equals_method_py(glass_model, lam):
+    llm = make_llm(glass_model)
+    glass = GlassSession(llm)
+    glass.enable(density=0.5, lam=lam, mode="manual")
+    llm.eval(llm.tokenize(CHAT_PROMPT.encode(), special=True))
+    glass.finalize()
+
+    sums, rows = glass.stats()
+    priors = [np.asarray(p, dtype=np.float64) for p in seeded_prior(glass_model, decimals=1).scores]
+    expected = method.select_layers(sums, rows, priors, lam, 0.5)
+    chosen = glass.selected()
+    assert rows[-1] < rows[0], "the last layer sees only the rows that need logits"
+    for layer, (got, want) in enumerate(zip(chosen, expected)):
+        np.testing.assert_array_equal(got, want, err_msg=f"layer {layer}, lambda {lam}")
+    k = method.neurons_to_keep(1536, 0.5)
+    assert all(len(c) == k for c in chosen)
+
+
+def test_selection_ties_go_to_the_smaller_neuron_index(smollm2_path):
+    """A flat prior ties every neuron: static selection (lambda 1) must keep the first k, as method.py does."""
+    llm = make_llm(smollm2_path)
+    glass = GlassSession(llm)
+    glass.set_priors([np.ones(n, dtype=np.float32) for n in glass.n_ff()])
+    glass.enable(density=0.25, lam=1.0, mode="manual")
+    llm.eval(llm.tokenize(b"Hello there"))
+    glass.finalize()
+    k = method.neurons_to_keep(1536, 0.25)
+    for got in glass.selected():
+        np.testing.assert_array_equal(got, np.arange(k))
+
+
+def zero_pruned_neurons(src, dst, selected):
+    """An independent pruned model: a copy of the GGUF whose ffn_up rows of unselected neurons are all zero bytes.
+
+    For Q4_1 a zero block decodes to 0 (scale and min are 0), so h[j] = act(gate) * 0 = 0 and the dense model
+    computes exactly the pruned FFN, without any of the runtime's compaction code.
+    """
+    import gguf
+
+    dst.write_bytes(src.read_bytes())
+    reader = gguf.GGUFReader(str(dst), "r+")
+    for t in reader.tensors:
+        if t.name.startswith("blk.") and t.name.endswith(".ffn_up.weight"):
+            keep = selected[int(t.name.split(".")[1])]
+            rows = t.data.reshape(int(t.shape[1]), -1)
+            mask = np.ones(rows.shape[0], dtype=bool)
+            mask[keep] = False
+            rows[mask] = 0
+    reader.data.flush()
+
+
+def kl_divergence(p_logits, q_logits) -> float:
+    """Mean over rows of KL(softmax(p) || softmax(q))."""
+    lp = p_logits - p_logits.max(1, keepdims=True)
+    lp -= np.log(np.exp(lp).sum(1, keepdims=True))
+    lq = q_logits - q_logits.max(1, keepdims=True)
+    lq -= np.log(np.exp(lq).sum(1, keepdims=True))
+    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
+
+
+def dense_logits(path, tokens):
+    llm = make_llm(path, logits_all=True)
+    GlassSession(llm).disable()  # a GLASS GGUF (or a copy of one) auto-enables: run it dense
+    llm.eval(tokens)
+    return llm.scores[: len(tokens)].copy()
+
+
+@pytest.mark.parametrize("down_q8_0, tolerance, agreement", [("1", 0.1, 0.9), ("0", 0.25, 0.6)])
+def test_sparse_logits_equal_an_independent_pruned_model(glass_model, tmp_path, monkeypatch, down_q8_0, tolerance,
+                                                          agreement):
+    """Sparse decoding computes the pruned FFN: compare with dense llama.cpp on a copy whose pruned neurons are 0.
+
+    What remains is the re-quantization of the gathered down columns: small when they become Q8_0, larger when
+    Q4_1 columns are regrouped into new Q4_1 blocks (the default, for speed). Both are measured against the
+    distance between dense and sparse, which is what pruning itself costs.
+    """
+    monkeypatch.setenv("GLASS_GGUF_DOWN_Q8_0", down_q8_0)
+    text = CHAT_PROMPT + "The sky looks blue because air molecules scatter short wavelengths of sunlight."
+    llm = make_llm(glass_model, logits_all=True)
+    glass = GlassSession(llm)
+    glass.enable(density=0.5, lam=0.5, mode="manual")
+    tokens = llm.tokenize(text.encode(), special=True)
+    llm.eval(tokens)
+    glass.finalize()
+    llm.reset()  # score the whole text under the frozen mask (manual mode keeps SPARSE for every batch)
+    llm.eval(tokens)
+    sparse = llm.scores[: len(tokens)].copy()
+
+    pruned_path = tmp_path / "pruned.gguf"
+    zero_pruned_neurons(glass_model, pruned_path, glass.selected())
+    reference = dense_logits(pruned_path, tokens)
+    dense = dense_logits(glass_model, tokens)
+
+    assert kl_divergence(reference, sparse) < tolerance * kl_divergence(dense, sparse)
+    assert np.mean(np.argmax(reference, 1) == np.argmax(sparse, 1)) >= agreement
+
+
+def test_a_glass_gguf_runs_glass_under_plain_llama(glass_model):
+    llm = make_llm(glass_model)
+    glass = GlassSession(llm)
+    assert glass.state == "collect"
+    assert glass.params == {"density": 0.5, "lambda": 0.5, "mode": "auto"}
+    out = llm.create_completion(CHAT_PROMPT, max_tokens=16, temperature=0.0)
+    assert out["usage"]["completion_tokens"] > 0
+    assert glass.state == "sparse"
+
+
+def test_environment_turns_glass_off_or_overrides(glass_model, monkeypatch):
+    monkeypatch.setenv("GLASS_GGUF", "off")
+    assert GlassSession(make_llm(glass_model)).state == "off"
+    monkeypatch.setenv("GLASS_GGUF", "")
+    monkeypatch.setenv("GLASS_GGUF_DENSITY", "0.75")
+    monkeypatch.setenv("GLASS_GGUF_LAMBDA", "0.25")
+    assert GlassSession(make_llm(glass_model)).params == {"density": 0.75, "lambda": 0.25, "mode": "auto"}
+
+
+def test_multi_turn_chat_accumulates_statistics_across_turns(glass_model):
+    llm = make_llm(glass_model, n_ctx=1024)
+    glass = GlassSession(llm)
+    messages = [{"role": "user", "content": "Name three colours of the rainbow."}]
+    first = llm.create_chat_completion(messages, max_tokens=24, temperature=0.0)
+    assert glass.state == "sparse"
+    rows_after_first = glass.stats()[1][0]
+
+    messages += [first["choices"][0]["message"], {"role": "user", "content": "And which one is between them?"}]
+    second = llm.create_chat_completion(messages, max_tokens=24, temperature=0.0)
+    assert glass.state == "sparse"
+    assert glass.stats()[1][0] > rows_after_first
+    assert second["choices"][0]["message"]["content"].strip()
+
+
+def test_streaming_completion_with_glass(glass_model):
+    llm = make_llm(glass_model)
+    chunks = list(llm.create_completion(CHAT_PROMPT, max_tokens=12, temperature=0.0, stream=True))
+    assert "".join(c["choices"][0]["text"] for c in chunks).strip()
+    assert GlassSession(llm).state == "sparse"
+
+
+def test_bad_arguments_give_clear_errors(smollm2_path):
+    llm = make_llm(smollm2_path)
+    glass = GlassSession(llm)
+    for density in (0.0, -0.5, 1.5, float("nan")):
+        with pytest.raises(GlassError, match="density must be in"):
+            glass.enable(density=density, lam=0.0)
+    with pytest.raises(GlassError, match="lambda must be in"):
+        glass.enable(density=0.5, lam=1.5)
+    with pytest.raises(GlassError, match="needs a global prior"):
+        glass.enable(density=0.5, lam=0.5)  # the stock GGUF has no prior
+    with pytest.raises(GlassError, match="has 1000 values, the layer has n_ff = 1536"):
+        glass.set_prior(0, np.ones(1000, dtype=np.float32))
+    with pytest.raises(GlassError, match="non-finite"):
+        glass.set_prior(0, np.full(1536, np.nan, dtype=np.float32))
+    with pytest.raises(GlassError, match="out of range"):
+        glass.set_prior(30, np.ones(1536, dtype=np.float32))
+    with pytest.raises(ValueError, match="priors for 29 layers, the model has 30"):
+        glass.set_priors([np.ones(1536, dtype=np.float32)] * 29)
+    with pytest.raises(GlassError, match="not enabled"):
+        glass.finalize()
+    with pytest.raises(GlassError, match="nothing was collected"):
+        glass.enable(density=0.5, lam=0.0, mode="manual")
+        glass.finalize()
+    # the context still works after every refusal
+    assert llm.create_completion("Hello", max_tokens=4, temperature=0.0)["choices"][0]["text"] is not None
+
+
+def test_llama_cpp_python_server_answers_with_glass_active(glass_model, tmp_path):
+    """`python -m llama_cpp.server` on a GLASS GGUF: an OpenAI-style request on loopback, GLASS enabled inside."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "server.log"
+    with open(log, "w") as err:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(glass_model), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", "512", "--n_threads", "2", "--verbose", "true"],
+            stdout=err, stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("server did not start:\n" + log.read_text()[-3000:])
+        reply = httpx.post(f"{url}/v1/chat/completions", timeout=120.0, json={
+            "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+            "max_tokens": 16, "temperature": 0.0,
+        })
+        assert reply.status_code == 200, reply.text
+        answer = reply.json()
+        assert answer["choices"][0]["message"]["content"].strip()
+        assert answer["usage"]["completion_tokens"] > 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "glass: enabled (density 0.500, lambda 0.500, auto mode)" in log.read_text()
