@@ -241,6 +241,10 @@ def text_files(tokenizer, files: Sequence[str | os.PathLike], tokens: int = DEFA
     digest = hashlib.sha256()
     texts = []
     for f in files:
+        if str(f) == "self":
+            raise ValueError("--calibration self cannot be combined with calibration files")
+        if not Path(f).is_file():
+            raise ValueError(f"{f}: no such calibration file")
         data = Path(f).read_bytes()
         digest.update(hashlib.sha256(data).digest())
         texts.append(data.decode("utf-8", errors="replace"))
