@@ -316,3 +316,186 @@ def fetch(name):
         click.echo(model_path(MODELS[name]))
     except (RuntimeError, OSError) as e:
         raise click.ClickException(str(e)) from e
+
+
+# --- quality: eval, sweep, tasks, results (docs/results.md) -------------------------------------------------------
+
+
+def _floats(ctx, param, value):
+    try:
+        out = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}")
+    if not out:
+        raise click.BadParameter("give at least one value")
+    return out
+
+
+def _names(ctx, param, value):
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _quality_setup(model, hf, prior_files, backend="torch", threads=1):
+    """(backend object, priors) for MODEL: the HF checkpoint (exported once if --hf is not given) and the priors
+    of the --prior files plus the one MODEL carries."""
+    from .results import hf_dir_for, model_priors, read_priors
+
+    with _Fail():
+        priors = {**model_priors(Path(model)), **read_priors(prior_files)}
+        hf_dir = Path(hf) if hf else hf_dir_for(Path(model))
+        from .evaluate import LlamaBackend, load_torch_backend
+
+        torch_backend = load_torch_backend(hf_dir, threads)
+        if backend == "torch":
+            return torch_backend, priors
+    try:
+        return LlamaBackend(model, threads=threads, tokenizer=torch_backend.tokenizer), priors
+    except _runtime_errors() as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _need_priors(methods, priors):
+    if any(m in ("static", "glass") for m in methods) and not priors:
+        raise click.ClickException("static and glass need a prior: pass --prior FILE (from `glass-gguf prior`) "
+                                   "or a GLASS GGUF as MODEL")
+
+
+_quality_options = [
+    click.argument("model", type=click.Path(exists=True, dir_okay=False)),
+    click.option("--hf", type=click.Path(exists=True, file_okay=False),
+                 help="HF checkpoint of MODEL for the torch backend [default: exported once into the cache]"),
+    click.option("--prior", "prior_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                 help="prior file(s) from `glass-gguf prior` (repeat for A and I)"),
+    click.option("--threads", type=click.IntRange(1, 2), default=1, help="torch / llama.cpp threads"),
+]
+
+
+def _with_quality_options(fn):
+    for option in reversed(_quality_options):
+        fn = option(fn)
+    return fn
+
+
+@main.command("eval")
+@_with_quality_options
+@click.option("--backend", type=click.Choice(["torch", "llama"]), default="torch")
+@click.option("--prompts", "prompts_file", type=click.Path(exists=True, dir_okay=False),
+              help="jsonl with a 'prompt' field or MT-Bench 'turns' [default: MT-Bench first turns, eval split]")
+@click.option("--n", type=click.IntRange(1), help="use N prompts, evenly spaced [default: all]")
+@click.option("--densities", default="0.5,0.75", callback=_floats)
+@click.option("--methods", default="dense,griffin,static,glass", callback=_names,
+              help="of dense, griffin, static, glass, random")
+@click.option("--lambdas", default="0.25,0.5,0.75", callback=_floats, help="glass lambdas")
+@click.option("--gen-tokens", type=click.IntRange(2), default=256, help="dense continuation length")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="write the records here")
+@click.option("--plot", type=click.Path(dir_okay=False), help="PNG of PPL and KL against density")
+def eval_cmd(model, hf, prior_files, threads, backend, prompts_file, n, densities, methods, lambdas, gen_tokens,
+             json_out, plot):
+    """Short-prompt long-generation quality (DESIGN.md section 6): PPL and KL(dense || method) per setting."""
+    from . import datasets, evaluate
+    from .results import continuation_cache, eval_protocol
+
+    runner, priors = _quality_setup(model, hf, prior_files, backend, threads)
+    _need_priors(methods, priors)
+    with _Fail():
+        prompts = datasets.read_prompts(prompts_file) if prompts_file else datasets.mtbench_prompts("eval")
+        out = eval_protocol(runner, Path(model), priors, n, gen_tokens, densities, lambdas, methods, prompts)
+    click.echo(evaluate.format_table(out["results"]))
+    for g in out["improvements"]:
+        click.echo(f"{g['label']:34} vs GRIFFIN: PPL {g['ppl_gain_pct']:+7.2f}%  KL {g['kl_gain_pct']:+7.2f}%")
+    if json_out:
+        Path(json_out).write_text(json.dumps(out, indent=1))
+    if plot:
+        evaluate.plot(out["results"], plot, f"{Path(model).name}: {out['n_prompts']} prompts ({backend})")
+
+
+@main.command()
+@_with_quality_options
+@click.option("--n", type=click.IntRange(1), default=20, help="sweep prompts (MT-Bench sweep split, evenly spaced)")
+@click.option("--densities", default="0.5,0.75", callback=_floats)
+@click.option("--lambdas", default="0.25,0.5,0.75", callback=_floats)
+@click.option("--gen-tokens", type=click.IntRange(2), default=256)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="write the sweep records here")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="write MODEL with the chosen prior and glass.lambda (convert); with --sidecar the sidecar")
+@click.option("--sidecar", is_flag=True, help="write a sidecar next to the untouched MODEL instead")
+@click.option("--density", type=click.FloatRange(0, 1, min_open=True), default=0.5, help="glass.density written")
+def sweep(model, hf, prior_files, threads, n, densities, lambdas, gen_tokens, json_out, output, sidecar, density):
+    """Choose lambda and the prior kind by the lowest mean KL on MT-Bench prompts the evaluation never uses."""
+    from .gguf_io import embed_prior, read_prior, write_sidecar
+    from .results import sweep as run_sweep
+
+    runner, priors = _quality_setup(model, hf, prior_files, "torch", threads)
+    _need_priors(["glass"], priors)
+    with _Fail():
+        out = run_sweep(runner, Path(model), priors, n, gen_tokens, densities, lambdas)
+    for c in sorted(out["choice"]["candidates"], key=lambda c: c["mean_kl"]):
+        click.echo(f"{str(c['prior'] or '-'):10} lambda {c['lambda']:<5g} mean KL {c['mean_kl']:.4f}")
+    choice = out["choice"]
+    kind = choice["prior"] or sorted(priors)[0]
+    click.echo(f"chosen: {kind} prior, lambda {choice['lambda']:g}")
+    if json_out:
+        Path(json_out).write_text(json.dumps(out, indent=1))
+    if output or sidecar:
+        files = {read_prior(f).kind: f for f in prior_files}
+        with _Fail():
+            p = read_prior(files.get(kind, model))
+            if sidecar:
+                written = write_sidecar(model, p, output, density=density, lam=choice["lambda"])
+            else:
+                written = embed_prior(model, p, output, density=density, lam=choice["lambda"])
+        click.echo(f"wrote {written}: glass.lambda {choice['lambda']:g}, {kind} prior")
+
+
+@main.command()
+@_with_quality_options
+@click.option("--tasks", "task_names", default="boolq,piqa,copa,hellaswag,arc_easy,arc_challenge", callback=_names)
+@click.option("--limit", type=click.IntRange(1), default=100, help="first N validation items per task")
+@click.option("--densities", default="0.5", callback=_floats)
+@click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=0.5, help="glass lambda")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="write the records here")
+def tasks(model, hf, prior_files, threads, task_names, limit, densities, lam, json_out):
+    """Classification accuracy with the mask taken from the context (GRIFFIN's rule): dense, GRIFFIN, GLASS."""
+    from . import tasks as task_mod
+    from .reference import Config
+
+    unknown = [t for t in task_names if t not in task_mod.TASKS]
+    if unknown:
+        raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(task_mod.TASKS)}", param_hint="--tasks")
+    runner, priors = _quality_setup(model, hf, prior_files, "torch", threads)
+    configs = [Config("dense")]
+    for d in densities:
+        configs += [Config("griffin", d)] + [Config("glass", d, lam, kind) for kind in sorted(priors)]
+    records = task_mod.run_tasks(runner.model, runner.tokenizer, task_names, configs, priors, limit)
+    click.echo(task_mod.format_table(records))
+    if json_out:
+        Path(json_out).write_text(json.dumps({"model": Path(model).name, "limit": limit, "results": records}, indent=1))
+
+
+@main.command()
+@click.option("--models", default="smollm2-135m", callback=_names, help="packaged models (glass-gguf fetch names)")
+@click.option("--out", "md_path", type=click.Path(dir_okay=False), default="docs/results.md")
+@click.option("--n-eval", type=click.IntRange(1), default=30, help="evaluation prompts (of the 60 of the eval split)")
+@click.option("--n-sweep", type=click.IntRange(1), default=20, help="sweep prompts")
+@click.option("--gen-tokens", type=click.IntRange(2), default=256)
+@click.option("--task-limit", type=click.IntRange(1), default=50)
+@click.option("--densities", default="0.5,0.6,0.75,0.9", callback=_floats)
+@click.option("--stages", default="sweep,eval,tasks", callback=_names, help="stages to run (JSON kept otherwise)")
+@click.option("--threads", type=click.IntRange(1, 2), default=1)
+@click.option("--force", is_flag=True, help="rerun stages whose JSON exists")
+@click.option("--render-only", is_flag=True, help="only regenerate the markdown and plots from the JSON")
+def results(models, md_path, n_eval, n_sweep, gen_tokens, task_limit, densities, stages, threads, force,
+            render_only):
+    """Run the full quality measurement per model and write docs/results.md (tables and plots)."""
+    from .assets import MODELS
+    from .results import render, run_model
+
+    md_path = Path(md_path)
+    out_dir = md_path.parent / "results"
+    for name in models if not render_only else []:
+        if name not in MODELS:
+            raise click.BadParameter(f"unknown model {name!r}; choose from {', '.join(MODELS)}", param_hint="--models")
+        with _Fail():
+            run_model(name, out_dir, n_eval=n_eval, n_sweep=n_sweep, gen_tokens=gen_tokens, task_limit=task_limit,
+                      densities=densities, threads=threads, force=force, stages=stages)
+    click.echo(f"wrote {render(out_dir, md_path)}")

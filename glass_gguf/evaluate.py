@@ -179,7 +179,6 @@ class LlamaBackend:
                     raise ValueError("the llama backend has no random method")
                 kind = c.prior if c.method != "griffin" else None
                 self._load_priors(priors.get(kind) if kind else None)
-                self.glass.reset()
                 self.llm.reset()
                 self.glass.enable(density=c.density, lam=c.weight, mode="manual")
                 self.llm.eval(prompt_ids)
@@ -330,3 +329,35 @@ def choose_lambda(records: list[dict]) -> dict:
     best = min(by_setting, key=lambda k: float(np.mean(by_setting[k])))
     table = [{"prior": p, "lambda": lam, "mean_kl": float(np.mean(v))} for (p, lam), v in by_setting.items()]
     return {"prior": best[0], "lambda": best[1], "mean_kl": float(np.mean(by_setting[best])), "candidates": table}
+
+
+# -- cross-backend check --------------------------------------------------------------------------------------------
+
+def jaccard(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """|a & b| / |a | b| of two kept-neuron sets; two dense layers (None) agree fully."""
+    if a is None or b is None:
+        return float(a is None and b is None)
+    return len(np.intersect1d(a, b)) / len(np.union1d(a, b))
+
+
+def cross_backend(torch_backend, llama_backend, pairs, configs, priors, progress: bool = False) -> dict:
+    """Score the same (prompt, continuation) tokens on both backends; per sparse setting the mean and minimum
+    per-layer Jaccard of the two masks and the KL each backend measures against its own dense model."""
+    st = run(torch_backend, pairs, configs, priors, progress=progress, keep_masks=True)
+    sl = run(llama_backend, pairs, configs, priors, progress=progress, keep_masks=True)
+    tokens = sum(s.n_tokens for s in st)
+    settings = []
+    for c in configs:
+        if c.method == "dense":
+            continue
+        j = [jaccard(x, y) for a, b in zip(st, sl) for x, y in zip(a.masks[c.label], b.masks[c.label])]
+        settings.append({"label": c.label, "method": c.method, "prior": c.prior, "lambda": c.weight,
+                         "density": c.density, "jaccard_mean": float(np.mean(j)), "jaccard_min": float(np.min(j)),
+                         "kl_torch": sum(s.kl[c.label] for s in st) / tokens,
+                         "kl_llama": sum(s.kl[c.label] for s in sl) / tokens})
+    dense = next((c for c in configs if c.method == "dense"), None)
+    out = {"n_prompts": len(st), "gen_tokens": max(len(c) for _, c in pairs), "settings": settings}
+    if dense:
+        out["ppl_dense_torch"] = math.exp(sum(s.nll[dense.label] for s in st) / tokens)
+        out["ppl_dense_llama"] = math.exp(sum(s.nll[dense.label] for s in sl) / tokens)
+    return out

@@ -1,0 +1,269 @@
+"""The full quality measurement behind docs/results.md, and the files it needs (HF checkpoint, priors).
+
+`glass-gguf results` runs, per model, each stage once (its JSON under docs/results/ is reused unless --force):
+    prior    A and I priors from self-generated calibration (glass_gguf.prior), cached as prior files
+    sweep    lambda and prior kind chosen on the MT-Bench "sweep" prompts (disjoint from the eval prompts)
+    eval     the short-prompt long-generation protocol on the MT-Bench "eval" prompts at densities 0.5 .. 0.9
+    tasks    GRIFFIN-rule accuracy on the classification sets
+then renders docs/results.md (tables, GLASS vs GRIFFIN, plots) from the JSON files alone.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import assets, datasets, evaluate, tasks
+from .assets import cache_dir
+
+DENSITIES = (0.5, 0.6, 0.75, 0.9)
+SWEEP_DENSITIES = (0.5, 0.75)
+LAMBDAS = (0.25, 0.5, 0.75)
+KINDS = ("activation", "impact")
+
+
+# -- the files a measurement needs ----------------------------------------------------------------------------------
+
+def model_digest(model_path: Path) -> str:
+    """First 16 hex digits of the GGUF's sha256 (known for the packaged models, else computed)."""
+    for m in assets.MODELS.values():
+        if Path(model_path).name == m.filename:
+            return m.sha256[:16]
+    return assets.file_sha256(Path(model_path))[:16]
+
+
+def hf_dir_for(model_path: Path) -> Path:
+    """The dense HF checkpoint of a GGUF, exported once into the cache (the folder the test fixture uses)."""
+    from .hf_export import hf_export
+
+    out = cache_dir() / "hf" / model_digest(model_path)
+    if not (out / "config.json").exists():
+        hf_export(model_path, out, overwrite=True)
+    return out
+
+
+def read_priors(files) -> dict[str, list[np.ndarray]]:
+    """{kind: per-layer scores} from prior files, sidecars or GLASS GGUFs (gguf_io.read_prior)."""
+    from .gguf_io import read_prior
+
+    out = {}
+    for f in files:
+        p = read_prior(f)
+        out[p.kind] = [np.asarray(s, dtype=np.float64) for s in p.scores]
+    return out
+
+
+def model_priors(model_path: Path) -> dict[str, list[np.ndarray]]:
+    """The prior a GLASS GGUF carries ({} for a stock GGUF)."""
+    from .gguf_io import GlassFormatError
+
+    try:
+        return read_priors([model_path])
+    except GlassFormatError:
+        return {}
+
+
+def prior_files_for(model_path: Path, hf_dir: Path, kinds=KINDS, threads: int = 1) -> list[Path]:
+    """Prior files of the given kinds, computed once (8192 self-generated tokens, seed 0) and cached."""
+    from .gguf_io import write_prior
+    from .prior import compute_prior
+
+    files = []
+    for kind in kinds:
+        path = cache_dir() / "priors" / f"{model_digest(model_path)}.{kind}.gguf"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_prior(path, compute_prior(hf_dir, kind, threads=threads))
+        files.append(path)
+    return files
+
+
+def continuation_cache(model_path: Path, backend: str) -> Path:
+    return cache_dir() / "continuations" / f"{backend}-{model_digest(model_path)}.json"
+
+
+def spread(items: list, n: int | None) -> list:
+    """n items evenly spaced over the list (all if n is None or too large): every category of MT-Bench."""
+    if not n or n >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+# -- one model ------------------------------------------------------------------------------------------------------
+
+def sweep(backend, model_path: Path, priors, n: int, gen_tokens: int, densities=SWEEP_DENSITIES, lambdas=LAMBDAS,
+          prompts: list[str] | None = None) -> dict:
+    """Choose (prior kind, lambda) by the lowest mean KL on prompts disjoint from the evaluation prompts."""
+    prompts = spread(prompts or datasets.mtbench_prompts("sweep"), n)
+    pairs = evaluate.dense_continuations(backend, prompts, gen_tokens, continuation_cache(model_path, backend.name))
+    configs = evaluate.configs_for(["griffin", "static", "glass"], densities, lambdas, sorted(priors))
+    records = evaluate.summarize(evaluate.run(backend, pairs, configs, priors), configs, backend.name)
+    return {"model": Path(model_path).name, "backend": backend.name, "prompts": "mt-bench sweep split",
+            "n_prompts": len(pairs), "gen_tokens": gen_tokens, "choice": evaluate.choose_lambda(records),
+            "results": records}
+
+
+def eval_protocol(backend, model_path: Path, priors, n: int | None, gen_tokens: int, densities=DENSITIES,
+                  lambdas=LAMBDAS, methods=("dense", "griffin", "static", "glass", "random"),
+                  prompts: list[str] | None = None) -> dict:
+    prompts = spread(prompts or datasets.mtbench_prompts("eval"), n)
+    pairs = evaluate.dense_continuations(backend, prompts, gen_tokens, continuation_cache(model_path, backend.name))
+    configs = evaluate.configs_for(list(methods), densities, lambdas, sorted(priors))
+    t0 = time.time()
+    records = evaluate.summarize(evaluate.run(backend, pairs, configs, priors), configs, backend.name)
+    return {"model": Path(model_path).name, "backend": backend.name, "prompts": "mt-bench eval split",
+            "n_prompts": len(pairs), "gen_tokens": gen_tokens,
+            "mean_generated": float(np.mean([len(c) for _, c in pairs])), "seconds": time.time() - t0,
+            "results": records, "improvements": evaluate.improvements(records)}
+
+
+def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens: int, task_limit: int,
+              densities=DENSITIES, threads: int = 1, force: bool = False, stages=("sweep", "eval", "tasks")) -> None:
+    """Every stage for one packaged model; each writes out_dir/<name>-<stage>.json."""
+    from .reference import Config
+
+    model_path = assets.model_path(assets.MODELS[name])
+    hf_dir = hf_dir_for(model_path)
+    priors = read_priors(prior_files_for(model_path, hf_dir, threads=threads))
+    backend = evaluate.load_torch_backend(hf_dir, threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def stage(key, fn):
+        path = out_dir / f"{name}-{key}.json"
+        if key in stages and (force or not path.exists()):
+            path.write_text(json.dumps(fn(), indent=1))
+        return json.loads(path.read_text()) if path.exists() else None
+
+    chosen = stage("sweep", lambda: sweep(backend, model_path, priors, n_sweep, gen_tokens))
+    stage("eval", lambda: eval_protocol(backend, model_path, priors, n_eval, gen_tokens, densities))
+    if chosen:
+        kind, lam = chosen["choice"]["prior"] or "activation", chosen["choice"]["lambda"]
+    else:
+        kind, lam = "activation", 0.5
+
+    def run_tasks():
+        configs = [Config("dense")]
+        for d in (0.5, 0.75):
+            configs += [Config("griffin", d), Config("glass", d, lam if lam not in (0.0, 1.0) else 0.5, kind)]
+        records = tasks.run_tasks(backend.model, backend.tokenizer, tasks.TASKS, configs, priors, task_limit)
+        return {"model": model_path.name, "limit": task_limit, "results": records}
+
+    stage("tasks", run_tasks)
+
+
+# -- docs/results.md ------------------------------------------------------------------------------------------------
+
+def _name(r: dict) -> str:
+    return r["label"].split(" @")[0]
+
+
+def _eval_table(records: list[dict], split: str = "all") -> list[str]:
+    rows = [r for r in records if r["split"] == split]
+    densities = sorted({r["density"] for r in rows if r["method"] != "dense"})
+    names = list(dict.fromkeys(_name(r) for r in rows if r["method"] != "dense"))
+    dense = next((r for r in rows if r["method"] == "dense"), None)
+    out = ["| setting | " + " | ".join(f"d={d:g} PPL | d={d:g} KL" for d in densities) + " |",
+           "|---|" + "---:|---:|" * len(densities)]
+    if dense:
+        out.append(f"| dense | " + " | ".join(f"{dense['ppl']:.3f} | 0" for _ in densities) + " |")
+    for name in names:
+        cells = []
+        for d in densities:
+            r = next((r for r in rows if _name(r) == name and r["density"] == d), None)
+            cells.append("- | -" if r is None else f"{r['ppl']:.3f} | {r['kl']:.4f}")
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out
+
+
+def _gain_table(records: list[dict], choice: dict | None, split: str = "all") -> list[str]:
+    gains = evaluate.improvements(records, split)
+    densities = sorted({g["density"] for g in gains})
+    out = ["| density | swept GLASS setting | PPL gain | KL gain | best GLASS setting (by KL) | PPL gain | KL gain |",
+           "|---:|---|---:|---:|---|---:|---:|"]
+    for d in densities:
+        here = [g for g in gains if g["density"] == d and g["method"] == "glass"]
+        if not here:
+            continue
+        best = max(here, key=lambda g: g["kl_gain_pct"])
+        swept = next((g for g in here if choice and g["prior"] == choice["prior"] and g["lambda"] == choice["lambda"]),
+                     None)
+        s = f"{swept['label'].split(' @')[0]} | {swept['ppl_gain_pct']:+.2f}% | {swept['kl_gain_pct']:+.2f}%" \
+            if swept else "- | - | -"
+        out.append(f"| {d:g} | {s} | {best['label'].split(' @')[0]} | {best['ppl_gain_pct']:+.2f}% | "
+                   f"{best['kl_gain_pct']:+.2f}% |")
+    return out
+
+
+def _load(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def render(out_dir: Path, md_path: Path) -> Path:
+    """docs/results.md and its plots from the JSON files in out_dir (no model is run)."""
+    out_dir, md_path = Path(out_dir), Path(md_path)
+    lines = ["# Quality: GLASS against GRIFFIN (short prompt, long generation)", "",
+             "Generated by `glass-gguf results` from the JSON files in `docs/results/` (do not edit by hand).", "",
+             "Protocol (DESIGN.md section 6): for every MT-Bench first-turn prompt (chat template applied) the dense",
+             "model generates a greedy continuation; every setting selects its FFN neurons from the dense prompt",
+             "prefill and scores that continuation teacher-forced under the fixed mask. PPL is the perplexity of the",
+             "continuation, KL the mean per-token KL(p_dense || p_setting). The first continuation token comes from",
+             "the dense prefill and is not scored. GRIFFIN = lambda 0 (prompt only), static = lambda 1 (prior only),",
+             "glass-A / glass-I = rank aggregation with the activation / impact prior; random keeps k random",
+             "neurons. Priors: 8192 self-generated calibration tokens (`glass-gguf prior`, seed 0). The lambda and",
+             "prior kind are chosen by `glass-gguf sweep` on 20 MT-Bench prompts (every 4th question) that the",
+             "evaluation never sees. Gains are relative to GRIFFIN at the same density: 100 * (GRIFFIN - GLASS) /",
+             "GRIFFIN, positive = GLASS better. The paper reports up to 45.10% lower PPL and 25.73% lower KL.", ""]
+    for name in assets.MODELS:
+        ev, sw, tk = (_load(out_dir / f"{name}-{s}.json") for s in ("eval", "sweep", "tasks"))
+        cross = _load(out_dir / f"{name}-cross.json")
+        if not (ev or sw or tk or cross):
+            continue
+        lines += [f"## {name}", ""]
+        choice = sw["choice"] if sw else None
+        if sw:
+            lines += [f"### Sweep ({sw['n_prompts']} prompts, {sw['gen_tokens']} generated tokens, "
+                      f"densities {sorted({r['density'] for r in sw['results']})})", "",
+                      "| prior | lambda | mean KL over the swept densities |", "|---|---:|---:|"]
+            for c in sorted(sw["choice"]["candidates"], key=lambda c: c["mean_kl"]):
+                lines.append(f"| {c['prior'] or '- (GRIFFIN)'} | {c['lambda']:g} | {c['mean_kl']:.4f} |")
+            lines += ["", f"Chosen: **{choice['prior'] or 'none'} prior, lambda {choice['lambda']:g}** "
+                      f"(written into `glass.lambda` by `glass-gguf sweep MODEL -o GLASS.gguf`).", ""]
+        if ev:
+            png = out_dir / f"{name}-eval.png"
+            evaluate.plot(ev["results"], png, f"{name}: {ev['n_prompts']} MT-Bench prompts, "
+                          f"{ev['gen_tokens']} generated tokens ({ev['backend']})")
+            lines += [f"### Evaluation ({ev['backend']} backend, {ev['n_prompts']} prompts, up to "
+                      f"{ev['gen_tokens']} generated tokens, {ev['mean_generated']:.0f} on average)", "",
+                      f"![PPL and KL against density]({png.relative_to(md_path.parent)})", ""]
+            lines += _eval_table(ev["results"]) + [""]
+            lines += ["GLASS against GRIFFIN, all prompts:", ""] + _gain_table(ev["results"], choice) + [""]
+            median = next(r["median_prompt_tokens"] for r in ev["results"])
+            for split, what in (("short", f"prompts of at most {median:.0f} tokens"),
+                                ("long", f"prompts longer than {median:.0f} tokens")):
+                if any(r["split"] == split for r in ev["results"]):
+                    lines += [f"GLASS against GRIFFIN, {what} (chat template included):", ""]
+                    lines += _gain_table(ev["results"], choice, split) + [""]
+        if cross:
+            lines += ["### Cross-backend check (llama.cpp runtime against the PyTorch reference)", "",
+                      f"{cross['n_prompts']} prompts, {cross['gen_tokens']} tokens, the same prompt and "
+                      "continuation tokens on both backends.", "",
+                      "| setting | mean per-layer Jaccard | min | KL torch | KL llama |", "|---|---:|---:|---:|---:|"]
+            for r in cross["settings"]:
+                lines.append(f"| {r['label']} | {r['jaccard_mean']:.4f} | {r['jaccard_min']:.4f} | "
+                             f"{r['kl_torch']:.4f} | {r['kl_llama']:.4f} |")
+            lines.append("")
+        if tk:
+            lines += [f"### Classification (GRIFFIN's rule, first {tk['limit']} validation items per task)", "",
+                      "acc / acc_norm (log-likelihood per answer character, as lm-eval-harness):", ""]
+            names = list(dict.fromkeys(r["label"] for r in tk["results"]))
+            task_names = list(dict.fromkeys(r["task"] for r in tk["results"]))
+            lines += ["| setting | " + " | ".join(task_names) + " |", "|---|" + "---:|" * len(task_names)]
+            for n in names:
+                cells = [next(f"{r['acc']:.3f} / {r['acc_norm']:.3f}" for r in tk["results"]
+                              if r["label"] == n and r["task"] == t) for t in task_names]
+                lines.append(f"| {n} | " + " | ".join(cells) + " |")
+            lines.append("")
+    md_path.write_text("\n".join(lines) + "\n")
+    return md_path
