@@ -141,12 +141,19 @@ class GlassSession:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
         self._call("llama_glass_enable", float(density), float(lam), MODES[mode])
+        self._forget_cached_prompt()
 
     def disable(self) -> None:
         self._call("llama_glass_disable")
 
     def reset(self) -> None:
         self._call("llama_glass_reset")
+        self._forget_cached_prompt()
+
+    def _forget_cached_prompt(self) -> None:
+        # llama-cpp-python re-evaluates only the part of a prompt its KV cache lacks; after the statistics are
+        # cleared, the whole next prompt must run through the graph again to be collected
+        self.llm.reset()
 
     def finalize(self) -> None:
         self._call("llama_glass_finalize")
