@@ -480,7 +480,8 @@ def tasks(model, hf, prior_files, threads, task_names, limit, densities, lam, js
 @click.option("--gen-tokens", type=click.IntRange(2), default=256)
 @click.option("--task-limit", type=click.IntRange(1), default=50)
 @click.option("--densities", default="0.5,0.6,0.75,0.9", callback=_floats)
-@click.option("--stages", default="sweep,eval,tasks", callback=_names, help="stages to run (JSON kept otherwise)")
+@click.option("--stages", default="sweep,eval,tasks,cross", callback=_names,
+              help="stages to run (sweep, eval, tasks, cross); the JSON of the others is kept")
 @click.option("--threads", type=click.IntRange(1, 2), default=1)
 @click.option("--force", is_flag=True, help="rerun stages whose JSON exists")
 @click.option("--render-only", is_flag=True, help="only regenerate the markdown and plots from the JSON")
@@ -499,3 +500,42 @@ def results(models, md_path, n_eval, n_sweep, gen_tokens, task_limit, densities,
             run_model(name, out_dir, n_eval=n_eval, n_sweep=n_sweep, gen_tokens=gen_tokens, task_limit=task_limit,
                       densities=densities, threads=threads, force=force, stages=stages)
     click.echo(f"wrote {render(out_dir, md_path)}")
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="glass-demo",
+              help="folder of the artifacts (reused by the next run)")
+@click.option("--density", type=float, default=0.75, callback=_density, help="density of the side-by-side run")
+@click.option("--lambda", "lam", type=float, default=0.5, callback=_lambda, help="weight of the global rank")
+@click.option("--densities", default="0.5,0.6,0.75,0.9", help="densities of the speed/quality plot")
+@click.option("--calibration-tokens", type=click.IntRange(16), default=4096, help="self-generated prior budget")
+@click.option("--gen-tokens", type=click.IntRange(4), default=128, help="tokens generated per run")
+@click.option("--repeats", type=click.IntRange(1), default=3, help="speed repeats (medians)")
+@click.option("--threads", type=click.IntRange(1), default=2)
+@click.option("--json", "as_json", is_flag=True, help="end by printing one JSON object")
+def demo(out_dir, density, lam, densities, calibration_tokens, gen_tokens, repeats, threads, as_json):
+    """The whole pipeline on the bundled SmolLM2-135M: hf-export, prior, convert, dense vs GLASS side by side."""
+    from .demo import DemoSettings, run_demo
+
+    try:
+        grid = tuple(float(x) for x in densities.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {densities!r}", param_hint="--densities")
+    for d in grid:
+        _density(None, None, d)
+    settings = DemoSettings(Path(out_dir), density, lam, grid, calibration_tokens, gen_tokens=gen_tokens,
+                            repeats=repeats, threads=threads, progress=True)
+    try:
+        r = run_demo(settings)
+    except _runtime_errors() as e:
+        raise click.ClickException(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    click.echo(f"\nprompt: {r['prompt']}\n")
+    click.echo(f"--- dense ({r['dense_tok_s']:.1f} tok/s) ---\n{r['dense_text']}\n")
+    click.echo(f"--- GLASS density {density} lambda {lam} ({r['glass_tok_s']:.1f} tok/s) ---\n{r['glass_text']}\n")
+    click.echo(f"speed-up {r['speedup']:.2f}x (ideal {r['ideal_speedup']:.2f}x), finalize {r['finalize_ms']:.0f} ms")
+    click.echo(f"KL(dense || GLASS) {r['kl_glass']:.4f}   KL(dense || GRIFFIN) {r['kl_griffin']:.4f}   "
+               f"on the dense continuation ({r['scored_tokens']} tokens)")
+    click.echo(f"artifacts and plot: {out_dir}/ (demo.json, demo.png)")

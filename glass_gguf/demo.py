@@ -1,0 +1,165 @@
+"""The main job end to end on the bundled SmolLM2-135M: HF checkpoint -> prior -> GLASS GGUF -> faster decoding.
+
+Every artifact lands in one folder and is reused by the next run (the measurements are taken again):
+
+    hf/                          dense HF checkpoint exported from the GGUF (glass-gguf hf-export)
+    prior-activation.gguf        the global prior from self-generated calibration text (glass-gguf prior)
+    <model>.glass.gguf           the model with the prior embedded (glass-gguf convert)
+    demo.json, demo.png          the numbers and the plot of speed and quality against density
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import assets
+
+DEMO_PROMPT = "Explain to a curious ten-year-old why the sky is blue and why sunsets are red."
+
+
+@dataclass
+class DemoSettings:
+    out_dir: Path
+    density: float = 0.75             # the headline density of the side-by-side comparison
+    lam: float = 0.5
+    densities: tuple[float, ...] = (0.5, 0.6, 0.75, 0.9)
+    calibration_tokens: int = 4096    # self-generated; a few minutes on 2 cores
+    calibration_seq_len: int = 64
+    gen_tokens: int = 128
+    repeats: int = 3
+    threads: int = 2
+    progress: bool = True
+
+
+def log(msg: str, settings: DemoSettings) -> None:
+    if settings.progress:
+        print(f"[demo] {msg}", file=sys.stderr, flush=True)  # stdout stays clean for --json
+
+
+def build_artifacts(s: DemoSettings) -> Path:
+    """hf-export, prior and convert, each skipped when its output already exists."""
+    from .gguf_io import embed_prior, read_prior, write_prior
+    from .hf_export import hf_export
+    from .prior import compute_prior
+
+    s.out_dir.mkdir(parents=True, exist_ok=True)
+    model = assets.default_model_path()
+    hf_dir = s.out_dir / "hf"
+    if not (hf_dir / "config.json").exists():
+        log(f"exporting {model.name} to an HF checkpoint in {hf_dir}", s)
+        hf_export(model, hf_dir, overwrite=True)
+    prior_path = s.out_dir / "prior-activation.gguf"
+    if not prior_path.exists():
+        log(f"computing the activation prior from {s.calibration_tokens} self-generated tokens", s)
+        seq_len = min(s.calibration_seq_len, s.calibration_tokens)
+        prior = compute_prior(hf_dir, "activation", tokens=s.calibration_tokens, seq_len=seq_len,
+                              threads=s.threads, progress=s.progress)
+        write_prior(prior_path, prior)
+    glass_path = s.out_dir / model.name.replace(".gguf", ".glass.gguf")
+    if not glass_path.exists():
+        log(f"embedding the prior: {glass_path.name}", s)
+        embed_prior(model, read_prior(prior_path), glass_path, density=s.density, lam=s.lam)
+    return glass_path
+
+
+def side_by_side(glass_path: Path, s: DemoSettings) -> dict:
+    """Dense and GLASS answer the same prompt; the KL of GLASS and of GRIFFIN on the dense continuation."""
+    from .evaluate import LlamaBackend
+
+    backend = LlamaBackend(glass_path, n_ctx=1024, threads=s.threads)
+    prompt_ids = backend.prompt_ids(DEMO_PROMPT)
+    dense_ids = backend.generate(prompt_ids, s.gen_tokens)
+
+    glass = backend.glass
+    backend.llm.reset()
+    glass.enable(s.density, s.lam, "auto")
+    glass_ids = []
+    for tok in backend.llm.generate(prompt_ids, temp=0.0, top_k=1, reset=True):
+        glass_ids.append(int(tok))
+        if tok == backend.llm.token_eos() or len(glass_ids) >= s.gen_tokens:
+            break
+    glass.disable()
+
+    quality = kl_by_method(backend, prompt_ids, dense_ids, s.density, s.lam)
+    return {
+        "prompt": DEMO_PROMPT,
+        "dense_text": backend.llm.detokenize(dense_ids).decode(errors="replace"),
+        "glass_text": backend.llm.detokenize(glass_ids).decode(errors="replace"),
+        **quality,
+    }
+
+
+def kl_by_method(backend, prompt_ids, cont_ids, density: float, lam: float) -> dict:
+    """Mean per-token KL(dense || method) of GLASS and GRIFFIN, each with its mask from the prompt prefill."""
+    from .reference import Config
+
+    configs = [Config("dense"), Config("griffin", density), Config("glass", density, lam, "activation")]
+    scores = backend.score(prompt_ids, cont_ids, configs, priors={"activation": None})
+    n = max(1, scores.n_tokens)
+    return {"kl_glass": scores.kl[configs[2].label] / n, "kl_griffin": scores.kl[configs[1].label] / n,
+            "ppl_dense": float(np.exp(scores.nll[configs[0].label] / n)),
+            "ppl_glass": float(np.exp(scores.nll[configs[2].label] / n)),
+            "ppl_griffin": float(np.exp(scores.nll[configs[1].label] / n)), "scored_tokens": scores.n_tokens}
+
+
+def sweep(glass_path: Path, s: DemoSettings) -> list[dict]:
+    """Speed-up and KL at every density of the plot."""
+    from tqdm import tqdm
+
+    from .bench import run_bench
+    from .evaluate import LlamaBackend
+
+    backend = LlamaBackend(glass_path, n_ctx=1024, threads=s.threads)
+    prompt_ids = backend.prompt_ids(DEMO_PROMPT)
+    cont = backend.generate(prompt_ids, s.gen_tokens)
+    rows = []
+    for d in tqdm(s.densities, desc="density sweep", disable=not s.progress):
+        speed = run_bench(glass_path, d, s.lam, s.threads, 128, max(8, s.gen_tokens // 2), s.repeats)
+        rows.append({"density": d, "speedup": speed.speedup, "ideal_speedup": speed.ideal_speedup,
+                     **kl_by_method(backend, prompt_ids, cont, d, s.lam)})
+    return rows
+
+
+def plot(rows: list[dict], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = [r["density"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(d, [r["speedup"] for r in rows], "o-", label="measured")
+    ax1.plot(d, [r["ideal_speedup"] for r in rows], "k--", label="ideal (bytes read)")
+    ax1.axhline(1.0, color="grey", lw=0.5)
+    ax1.set(xlabel="density (fraction of FFN neurons kept)", ylabel="decode speed-up over dense", title="speed")
+    ax1.legend()
+    ax2.plot(d, [r["kl_glass"] for r in rows], "o-", label="GLASS")
+    ax2.plot(d, [r["kl_griffin"] for r in rows], "s--", label="GRIFFIN (prompt only)")
+    ax2.set(xlabel="density", ylabel="mean KL(dense || method)", title="quality cost", yscale="log")
+    ax2.legend()
+    fig.suptitle("SmolLM2-135M-Instruct Q4_1: GLASS against dense")
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def run_demo(s: DemoSettings) -> dict:
+    from .bench import run_bench
+
+    glass_path = build_artifacts(s)
+    log("dense and GLASS on the same prompt", s)
+    result = side_by_side(glass_path, s)
+    speed = run_bench(glass_path, s.density, s.lam, s.threads, 128, s.gen_tokens, s.repeats)
+    result.update(model=str(glass_path), density=s.density, lam=s.lam, dense_tok_s=speed.dense_tok_s,
+                  glass_tok_s=speed.glass_tok_s, speedup=speed.speedup, ideal_speedup=speed.ideal_speedup,
+                  finalize_ms=speed.finalize_ms)
+    log("speed and quality against density", s)
+    result["sweep"] = sweep(glass_path, s)
+    plot(result["sweep"], s.out_dir / "demo.png")
+    result["plot"] = str(s.out_dir / "demo.png")
+    (s.out_dir / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
