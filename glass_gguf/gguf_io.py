@@ -131,12 +131,17 @@ class ModelInfo:
 
 
 def _vocab_digest(tokens: list[str | None], n_vocab: int) -> str:
-    """Digest of the token strings, skipping the ones converters rewrite (padding fillers, <special> tokens)."""
+    """Digest of the token strings, skipping the ones converters rewrite (padding fillers, <special> tokens).
+
+    SentencePiece's word boundary U+2581 counts as a space: a GGUF may store runs of spaces literally where the
+    HF vocabulary has runs of U+2581 (Gemma 3).
+    """
     h = hashlib.sha256()
     for i in range(n_vocab):
         s = tokens[i] if i < len(tokens) and tokens[i] is not None else f"[PAD{i}]"
         if re.fullmatch(r"\[PAD\d+\]", s) or (s.startswith("<") and s.endswith(">")):
             continue
+        s = s.replace("\u2581", " ")
         h.update(f"{i}\t{s}\n".encode("utf-8", errors="surrogatepass"))
     return h.hexdigest()[:16]
 
