@@ -207,8 +207,6 @@ def inspect(path, as_json, plot):
             click.echo(f"{key:32} {value}")
 
 
-if __name__ == "__main__":
-    main()
 
 
 # --- runtime: generate, bench --------------------------------------------------------------------------------------
@@ -539,3 +537,7 @@ def demo(out_dir, density, lam, densities, calibration_tokens, gen_tokens, repea
     click.echo(f"KL(dense || GLASS) {r['kl_glass']:.4f}   KL(dense || GRIFFIN) {r['kl_griffin']:.4f}   "
                f"on the dense continuation ({r['scored_tokens']} tokens)")
     click.echo(f"artifacts and plot: {out_dir}/ (demo.json, demo.png)")
+
+
+if __name__ == "__main__":
+    main()
