@@ -5,6 +5,7 @@
     sweep    lambda and prior kind chosen on the MT-Bench "sweep" prompts (disjoint from the eval prompts)
     eval     the short-prompt long-generation protocol on the MT-Bench "eval" prompts at densities 0.5 .. 0.9
     tasks    GRIFFIN-rule accuracy on the classification sets
+    cross    the llama.cpp runtime against the torch reference on 6 prompts (masks' Jaccard, KL)
 then renders docs/results.md (tables, GLASS vs GRIFFIN, plots) from the JSON files alone.
 """
 from __future__ import annotations
@@ -120,7 +121,8 @@ def eval_protocol(backend, model_path: Path, priors, n: int | None, gen_tokens: 
 
 
 def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens: int, task_limit: int,
-              densities=DENSITIES, threads: int = 1, force: bool = False, stages=("sweep", "eval", "tasks")) -> None:
+              densities=DENSITIES, threads: int = 1, force: bool = False,
+              stages=("sweep", "eval", "tasks", "cross")) -> None:
     """Every stage for one packaged model; each writes out_dir/<name>-<stage>.json."""
     from .reference import Config
 
@@ -151,6 +153,22 @@ def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens
         return {"model": model_path.name, "limit": task_limit, "results": records}
 
     stage("tasks", run_tasks)
+
+    def run_cross():
+        llama = evaluate.LlamaBackend(model_path, n_ctx=1024, threads=threads, tokenizer=backend.tokenizer)
+        prompts = spread(datasets.mtbench_prompts("eval"), 6)
+        pairs = evaluate.dense_continuations(backend, prompts, 64, continuation_cache(model_path, "torch"))
+        configs = [Config("dense")]
+        for d in (0.5, 0.75):
+            configs += [Config("griffin", d), Config("static", d, prior=kind), Config("glass", d, lam, kind)]
+        return evaluate.cross_backend(backend, llama, pairs, configs, priors, progress=True)
+
+    from .runtime import GlassUnavailableError
+
+    try:
+        stage("cross", run_cross)
+    except GlassUnavailableError as e:     # a stock llama-cpp-python: the torch results stand on their own
+        print(f"skipping the cross-backend check: {e}")
 
 
 # -- docs/results.md ------------------------------------------------------------------------------------------------

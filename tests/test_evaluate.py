@@ -94,6 +94,26 @@ def test_eval_command_writes_the_json_schema_and_plot(smollm2_path, smollm2_hf_d
     assert png.stat().st_size > 10_000
 
 
+def test_sweep_command_writes_the_chosen_lambda_into_the_gguf(smollm2_path, smollm2_hf_dir, prior_files, tmp_path):
+    from glass_gguf.gguf_io import read_prior
+
+    out, log = tmp_path / "glass.gguf", tmp_path / "sweep.json"
+    args = ["sweep", str(smollm2_path), "--hf", str(smollm2_hf_dir), "--n", "1", "--gen-tokens", "16",
+            "--densities", "0.5", "--lambdas", "0.25,0.75", "--json", str(log), "-o", str(out), "--density", "0.6"]
+    for f in prior_files:
+        args += ["--prior", str(f)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    choice = json.loads(log.read_text())["choice"]
+    candidates = {(c["prior"], c["lambda"]) for c in choice["candidates"]}
+    assert candidates == {(None, 0.0), ("activation", 1.0), ("impact", 1.0), ("activation", 0.25),
+                          ("activation", 0.75), ("impact", 0.25), ("impact", 0.75)}
+    assert choice["mean_kl"] == min(c["mean_kl"] for c in choice["candidates"])
+    written = read_prior(out)
+    assert written.lam == pytest.approx(choice["lambda"]) and written.density == pytest.approx(0.6)
+    assert written.kind == (choice["prior"] or "activation")
+
+
 def test_eval_command_refuses_glass_without_a_prior(smollm2_path, smollm2_hf_dir):
     result = CliRunner().invoke(main, ["eval", str(smollm2_path), "--hf", str(smollm2_hf_dir), "--n", "1"])
     assert result.exit_code != 0 and "need a prior" in result.output
