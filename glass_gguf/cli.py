@@ -62,7 +62,7 @@ class _Fail:
               help="'self' (text the model generates from short seeds) or text files (repeat the option)")
 @click.option("--tokens", type=click.IntRange(1), default=8192, help="calibration tokens (all shards together)")
 @click.option("--seq-len", type=click.IntRange(8), default=128, help="tokens per calibration sequence")
-@click.option("--batch-size", type=click.IntRange(1), default=8, help="sequences per batch")
+@click.option("--batch-size", type=click.IntRange(1), default=16, help="sequences per batch (a shard is whole batches)")
 @click.option("--seed", type=int, default=0, help="sampling seed of the self-generated calibration")
 @click.option("--shard", default="0/1", help="compute only shard I of N (merge them with prior-merge)")
 @click.option("--threads", type=click.IntRange(1), default=2, help="torch threads")
