@@ -298,21 +298,24 @@ def plot(records: list[dict], path, title: str = "", split: str = "all") -> None
     for r in rows:
         if r["method"] != "dense":
             lines.setdefault(r["label"].split(" @")[0], []).append(r)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2))
     for name, rs in lines.items():
         rs = sorted(rs, key=lambda r: r["density"])
-        style = "--" if rs[0]["method"] in ("griffin", "random") else "-"
+        kw = {"griffin": dict(color="black", lw=2.2, ls="--"), "random": dict(color="grey", ls=":"),
+              "static": dict(ls="-.")}.get(rs[0]["method"], {})
         for ax, key in zip(axes, ("ppl", "kl")):
-            ax.plot([r["density"] for r in rs], [r[key] for r in rs], style, marker="o", label=name)
+            ax.plot([r["density"] for r in rs], [r[key] for r in rs], marker="o", ms=4, label=name, **kw)
     dense = [r for r in rows if r["method"] == "dense"]
     if dense:
-        axes[0].axhline(dense[0]["ppl"], color="black", lw=0.8, label="dense")
+        axes[0].axhline(dense[0]["ppl"], color="black", lw=0.8)
+        x0 = min(r["density"] for r in rows if r["method"] != "dense")
+        axes[0].annotate("dense", (x0, dense[0]["ppl"]), fontsize=8, va="bottom")
     for ax, key in zip(axes, ("perplexity of the dense continuation", "mean KL(dense || method) per token")):
         ax.set_xlabel("density (fraction of FFN neurons kept)")
         ax.set_ylabel(key)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

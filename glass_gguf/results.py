@@ -214,6 +214,30 @@ def _gain_table(records: list[dict], choice: dict | None, split: str = "all") ->
     return out
 
 
+def _summary(records: list[dict], choice: dict | None) -> list[str]:
+    """Sentences computed from the records: GLASS against GRIFFIN per density, wins and losses."""
+    gains = [g for g in evaluate.improvements(records) if g["method"] == "glass"]
+    if not gains:
+        return []
+    out = []
+    if choice and choice["prior"]:
+        swept = [g for g in gains if g["prior"] == choice["prior"] and g["lambda"] == choice["lambda"]]
+        if swept:
+            per = ", ".join(f"{g['density']:g}: PPL {g['ppl_gain_pct']:+.1f}% / KL {g['kl_gain_pct']:+.1f}%"
+                            for g in sorted(swept, key=lambda g: g["density"]))
+            out.append(f"**Swept setting ({choice['prior']} prior, lambda {choice['lambda']:g}) against GRIFFIN**, "
+                       f"by density: {per}.")
+    best_ppl = max(gains, key=lambda g: g["ppl_gain_pct"])
+    best_kl = max(gains, key=lambda g: g["kl_gain_pct"])
+    out.append(f"Largest gains over all GLASS settings: PPL {best_ppl['ppl_gain_pct']:+.1f}% "
+               f"({best_ppl['label']}), KL {best_kl['kl_gain_pct']:+.1f}% ({best_kl['label']}); the paper reports "
+               "up to 45.10% and 25.73%.")
+    losses = [g for g in gains if g["kl_gain_pct"] < 0]
+    if losses:
+        out.append("GLASS is worse than GRIFFIN in KL for: " + ", ".join(g["label"] for g in losses) + ".")
+    return [" ".join(out)]
+
+
 def _load(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -255,6 +279,7 @@ def render(out_dir: Path, md_path: Path) -> Path:
             lines += [f"### Evaluation ({ev['backend']} backend, {ev['n_prompts']} prompts, up to "
                       f"{ev['gen_tokens']} generated tokens, {ev['mean_generated']:.0f} on average)", "",
                       f"![PPL and KL against density]({png.relative_to(md_path.parent)})", ""]
+            lines += _summary(ev["results"], choice) + [""]
             lines += _eval_table(ev["results"]) + [""]
             lines += ["GLASS against GRIFFIN, all prompts:", ""] + _gain_table(ev["results"], choice) + [""]
             median = next(r["median_prompt_tokens"] for r in ev["results"])
