@@ -482,9 +482,10 @@ def tasks(model, hf, prior_files, threads, task_names, limit, densities, lam, js
               help="stages to run (sweep, eval, tasks, cross); the JSON of the others is kept")
 @click.option("--threads", type=click.IntRange(1, 2), default=1)
 @click.option("--force", is_flag=True, help="rerun stages whose JSON exists")
+@click.option("--prior-tokens", type=click.IntRange(64), default=8192, help="self-generated calibration tokens")
 @click.option("--render-only", is_flag=True, help="only regenerate the markdown and plots from the JSON")
 def results(models, md_path, n_eval, n_sweep, gen_tokens, task_limit, densities, stages, threads, force,
-            render_only):
+            prior_tokens, render_only):
     """Run the full quality measurement per model and write docs/results.md (tables and plots)."""
     from .assets import MODELS
     from .results import render, run_model
@@ -496,7 +497,7 @@ def results(models, md_path, n_eval, n_sweep, gen_tokens, task_limit, densities,
             raise click.BadParameter(f"unknown model {name!r}; choose from {', '.join(MODELS)}", param_hint="--models")
         with _Fail():
             run_model(name, out_dir, n_eval=n_eval, n_sweep=n_sweep, gen_tokens=gen_tokens, task_limit=task_limit,
-                      densities=densities, threads=threads, force=force, stages=stages)
+                      densities=densities, threads=threads, force=force, stages=stages, prior_tokens=prior_tokens)
     click.echo(f"wrote {render(out_dir, md_path)}")
 
 

@@ -66,17 +66,18 @@ def model_priors(model_path: Path) -> dict[str, list[np.ndarray]]:
         return {}
 
 
-def prior_files_for(model_path: Path, hf_dir: Path, kinds=KINDS, threads: int = 1) -> list[Path]:
-    """Prior files of the given kinds, computed once (8192 self-generated tokens, seed 0) and cached."""
+def prior_files_for(model_path: Path, hf_dir: Path, kinds=KINDS, threads: int = 1, tokens: int = 8192) -> list[Path]:
+    """Prior files of the given kinds, computed once (`tokens` self-generated tokens, seed 0) and cached."""
     from .gguf_io import write_prior
     from .prior import compute_prior
 
     files = []
     for kind in kinds:
-        path = cache_dir() / "priors" / f"{model_digest(model_path)}.{kind}.gguf"
+        suffix = "" if tokens == 8192 else f".{tokens}"
+        path = cache_dir() / "priors" / f"{model_digest(model_path)}.{kind}{suffix}.gguf"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_prior(path, compute_prior(hf_dir, kind, threads=threads))
+            write_prior(path, compute_prior(hf_dir, kind, tokens=tokens, threads=threads))
         files.append(path)
     return files
 
@@ -122,20 +123,23 @@ def eval_protocol(backend, model_path: Path, priors, n: int | None, gen_tokens: 
 
 def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens: int, task_limit: int,
               densities=DENSITIES, threads: int = 1, force: bool = False,
-              stages=("sweep", "eval", "tasks", "cross")) -> None:
+              stages=("sweep", "eval", "tasks", "cross"), prior_tokens: int = 8192) -> None:
     """Every stage for one packaged model; each writes out_dir/<name>-<stage>.json."""
+    from .gguf_io import read_prior
     from .reference import Config
 
     model_path = assets.model_path(assets.MODELS[name])
     hf_dir = hf_dir_for(model_path)
-    priors = read_priors(prior_files_for(model_path, hf_dir, threads=threads))
+    files = prior_files_for(model_path, hf_dir, threads=threads, tokens=prior_tokens)
+    priors = read_priors(files)
+    prior_info = {p.kind: {"source": p.source, "tokens": p.tokens} for p in map(read_prior, files)}
     backend = evaluate.load_torch_backend(hf_dir, threads)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def stage(key, fn):
         path = out_dir / f"{name}-{key}.json"
         if key in stages and (force or not path.exists()):
-            path.write_text(json.dumps(fn(), indent=1))
+            path.write_text(json.dumps({**fn(), "priors": prior_info}, indent=1))
         return json.loads(path.read_text()) if path.exists() else None
 
     chosen = stage("sweep", lambda: sweep(backend, model_path, priors, n_sweep, gen_tokens))
@@ -253,7 +257,7 @@ def render(out_dir: Path, md_path: Path) -> Path:
              "continuation, KL the mean per-token KL(p_dense || p_setting). The first continuation token comes from",
              "the dense prefill and is not scored. GRIFFIN = lambda 0 (prompt only), static = lambda 1 (prior only),",
              "glass-A / glass-I = rank aggregation with the activation / impact prior; random keeps k random",
-             "neurons. Priors: 8192 self-generated calibration tokens (`glass-gguf prior`, seed 0). The lambda and",
+             "neurons. Priors: self-generated calibration text (`glass-gguf prior`, seed 0). The lambda and",
              "prior kind are chosen by `glass-gguf sweep` on 20 MT-Bench prompts (every 4th question) that the",
              "evaluation never sees. Gains are relative to GRIFFIN at the same density: 100 * (GRIFFIN - GLASS) /",
              "GRIFFIN, positive = GLASS better. The paper reports up to 45.10% lower PPL and 25.73% lower KL.", ""]
@@ -263,6 +267,10 @@ def render(out_dir: Path, md_path: Path) -> Path:
         if not (ev or sw or tk or cross):
             continue
         lines += [f"## {name}", ""]
+        info = next((x["priors"] for x in (ev, sw, tk, cross) if x and "priors" in x), None)
+        if info:
+            lines += ["Priors: " + "; ".join(f"{k}: {v['tokens']} tokens ({v['source']})" for k, v in info.items())
+                      + ".", ""]
         choice = sw["choice"] if sw else None
         if sw:
             lines += [f"### Sweep ({sw['n_prompts']} prompts, {sw['gen_tokens']} generated tokens, "
