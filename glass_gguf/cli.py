@@ -393,6 +393,8 @@ def eval_cmd(model, hf, prior_files, threads, backend, prompts_file, n, densitie
     from . import datasets, evaluate
     from .results import continuation_cache, eval_protocol
 
+    if backend == "llama" and "random" in methods:
+        raise click.BadParameter("the llama backend has no random method", param_hint="--methods")
     runner, priors = _quality_setup(model, hf, prior_files, backend, threads)
     _need_priors(methods, priors)
     with _Fail():
