@@ -269,3 +269,37 @@ def test_llama_cpp_python_server_answers_with_glass_active(glass_model, tmp_path
         server.terminate()
         server.wait(timeout=30)
     assert "glass: enabled (density 0.500, lambda 0.500, auto mode)" in log.read_text()
+
+
+def run_cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "glass_gguf.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_bench_reports_dense_and_glass_in_one_run(smollm2_path):
+    import json
+
+    run = run_cli("bench", smollm2_path, "--density", "0.5", "--repeats", "1", "--prompt-tokens", "32",
+                  "--gen-tokens", "6", "--json")
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout)
+    for key in ("dense_tok_s", "glass_tok_s", "speedup", "ideal_speedup", "finalize_ms", "prefill_overhead_pct"):
+        assert key in result
+    # bytes read per token: SmolLM2 Q4_1 is ~52% FFN, half of it pruned (exact from the file's tensor sizes)
+    assert 1.30 < result["ideal_speedup"] < 1.40
+    assert result["speedup"] == pytest.approx(result["glass_tok_s"] / result["dense_tok_s"])
+
+
+def test_generate_prints_text_and_refuses_bad_density(smollm2_path):
+    run = run_cli("generate", smollm2_path, "What is the capital of France?", "--density", "0.75",
+                  "--max-tokens", "8")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip()
+    assert "tok/s" in run.stderr and "GLASS density 0.75 lambda 0.00" in run.stderr
+    bad = run_cli("generate", smollm2_path, "Hi", "--density", "1.5")
+    assert bad.returncode == 2
+    assert "must be in (0, 1], got 1.5" in bad.stderr
+    assert "Traceback" not in bad.stderr
