@@ -149,9 +149,11 @@ def convert(model, prior_path, output, outtype, density, lam, sidecar, threads):
             from .prior import hf_model_info
 
             validate_prior(p, hf_model_info(model), Path(model).name)  # refuse before the slow conversion
+            click.echo(f"converting {model} to {outtype} with llama.cpp's convert_hf_to_gguf.py", err=True)
             if sidecar:
                 hf_to_gguf(model, output, outtype, threads)
                 out = write_sidecar(output, p, sidecar_path(output), density=density, lam=lam)
+                click.echo(f"wrote {output}")
             else:
                 import tempfile
 
