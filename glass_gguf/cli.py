@@ -144,6 +144,8 @@ def convert(model, prior_path, output, outtype, density, lam, sidecar, threads):
         raise click.BadParameter("missing -o/--output", param_hint="-o")
     with _Fail():
         p = read_prior(prior_path)
+        if p.shard is not None:
+            click.echo(f"warning: {prior_path} is shard {p.shard} only; merge the shards with prior-merge", err=True)
         if Path(model).is_dir():
             from .convert import hf_to_gguf
             from .prior import hf_model_info
