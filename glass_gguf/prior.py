@@ -336,12 +336,16 @@ def compute_prior(
 
     if threads:
         torch.set_num_threads(threads)
+    self_calibration = list(calibration) == ["self"]
+    for f in [] if self_calibration else calibration:  # refuse before the model is loaded
+        if str(f) == "self" or not Path(f).is_file():
+            raise ValueError(f"{f}: no such calibration file ('self' cannot be combined with files)")
     hf_dir = Path(hf_dir)
     model, tokenizer = load_model(hf_dir)
     info = hf_model_info(hf_dir, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     acc = Accumulator(model, kind)
-    if list(calibration) == ["self"]:
+    if self_calibration:
         calib = self_generated(tokens, seq_len, seed, batch_size, shard)
         file_seqs = None
     else:

@@ -187,6 +187,16 @@ def test_prior_refuses_unsupported_architectures(tmp_path):
     assert not (tmp_path / "p.gguf").exists()
 
 
+def test_prior_refuses_missing_calibration_files_and_bad_shards(smollm2_hf_dir, tmp_path):
+    runner = CliRunner()
+    base = ["prior", str(smollm2_hf_dir), "-o", str(tmp_path / "p.gguf")]
+    r = runner.invoke(main, base + ["--calibration", str(tmp_path / "missing.txt")])
+    assert r.exit_code == 1 and "missing.txt: no such calibration file" in r.output
+    r = runner.invoke(main, base + ["--shard", "2/2"])
+    assert r.exit_code == 1 and "0 <= I < N" in r.output
+    assert not (tmp_path / "p.gguf").exists()
+
+
 def test_parse_shard():
     assert parse_shard("2/5") == (2, 5)
     for bad in ("5/5", "-1/2", "x", "1/0"):
