@@ -474,6 +474,8 @@ def strip(glass_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
     )
     if not has_glass:
         raise GlassFormatError(f"{glass_path.name} carries no GLASS prior: nothing to strip")
+    if all(schema.is_glass_tensor(t.name) for t in reader.tensors):
+        raise GlassFormatError(f"{glass_path.name} is a prior file or sidecar, not a model: nothing would be left")
     _rewrite(reader, out_path, [], [])
     return out_path
 

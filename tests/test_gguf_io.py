@@ -242,6 +242,8 @@ def test_cli_refusals_are_one_clear_line(smollm2_path, smol_info, tmp_path):
     assert r.exit_code == 1 and "truncated GGUF" in r.output
     r = runner.invoke(main, ["strip", str(smollm2_path), "-o", str(tmp_path / "s.gguf")])
     assert r.exit_code == 1 and "carries no GLASS prior" in r.output
+    r = runner.invoke(main, ["strip", str(other), "-o", str(tmp_path / "s.gguf")])
+    assert r.exit_code == 1 and "is a prior file or sidecar, not a model" in r.output
     r = runner.invoke(main, ["hf-export", str(tmp_path / "cut.gguf"), str(tmp_path / "hf")])
     assert r.exit_code == 1 and "truncated GGUF" in r.output and not (tmp_path / "hf").exists()
 
