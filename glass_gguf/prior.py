@@ -22,12 +22,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from . import schema
-from .gguf_io import GlassFormatError, ModelInfo, Prior, UnsupportedModel, make_fingerprint, NORM_PLUS_ONE_ARCHS
+from .gguf_io import NORM_PLUS_ONE_ARCHS, GlassFormatError, ModelInfo, Prior, UnsupportedModel, make_fingerprint
 
 # HF model_type -> llama.cpp architecture (the fingerprint's family); convert_hf_to_gguf maps Mistral to llama.
 SUPPORTED_MODEL_TYPES = {
@@ -113,15 +113,13 @@ def _norm_weights(hf_dir: Path, n_layer: int) -> list[np.ndarray]:
 
 def hf_model_info(hf_dir: str | os.PathLike, tokenizer=None) -> ModelInfo:
     """Architecture, FFN sizes and fingerprint of an HF checkpoint, equal to those of its GGUF conversions."""
-    from transformers import AutoTokenizer
-
     hf_dir = Path(hf_dir)
     config = _text_config(hf_dir)
     arch = _arch_of(config, hf_dir.name)
     n_ff = _n_ff(config)
     n_vocab = int(config.vocab_size)
     if tokenizer is None:
-        tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+        tokenizer = _load_tokenizer(hf_dir)
     tokens: list[str | None] = [None] * n_vocab
     for s, i in tokenizer.get_vocab().items():
         if 0 <= i < n_vocab:
@@ -136,14 +134,25 @@ def hf_model_info(hf_dir: str | os.PathLike, tokenizer=None) -> ModelInfo:
 def load_model(hf_dir: str | os.PathLike):
     """The checkpoint in float32 for inference, after refusing an unsupported architecture from its config."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     hf_dir = Path(hf_dir)
     _arch_of(_text_config(hf_dir), hf_dir.name)
-    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as e:
+        raise GlassFormatError(f"{hf_dir}: transformers cannot load the model ({str(e).splitlines()[0]})") from e
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    return model, tokenizer
+    return model, _load_tokenizer(hf_dir)
+
+
+def _load_tokenizer(hf_dir: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(hf_dir))
+    except (OSError, ValueError, KeyError) as e:
+        raise GlassFormatError(f"{hf_dir}: transformers cannot load the tokenizer ({str(e).splitlines()[0]})") from e
 
 
 def down_projections(model) -> list:
