@@ -77,10 +77,50 @@ def open_gguf(path: str | os.PathLike) -> GGUFReader:
 _READERS: dict[tuple, GGUFReader] = {}
 
 
+class _Reader(GGUFReader):
+    """GGUFReader with a faster parse of string arrays (vocabularies, merges): the same fields and parts.
+
+    gguf-py builds each element through several numpy views (about 15 us each, 7 s for Qwen2.5's 300k strings);
+    here the lengths are read with struct and only the two parts each string needs are sliced.
+    """
+
+    def _get_field_parts(self, orig_offs, raw_type):
+        if GGUFValueType(raw_type) != GGUFValueType.ARRAY or self.byte_order != "I":
+            return super()._get_field_parts(orig_offs, raw_type)
+        raw_itype = self._get(orig_offs, np.uint32)
+        alen = self._get(orig_offs + 4, np.uint64)
+        n = int(alen[0])
+        mm = self.data.view(np.ndarray)  # slicing a plain ndarray is much cheaper than slicing the memmap
+        parts: list = [raw_itype, alen]
+        offs = orig_offs + 12
+        itype = GGUFValueType(raw_itype[0])
+        scalar = self.gguf_scalar_to_np.get(itype)
+        if scalar is not None:  # numbers: one view, one single-element part per element, as gguf-py has them
+            size = np.dtype(scalar).itemsize
+            if offs + n * size > len(mm):
+                raise ValueError(f"array at offset {orig_offs} runs past the end of the file")
+            values = mm[offs : offs + n * size].view(scalar)
+            parts += [values[k : k + 1] for k in range(n)]
+            return 12 + n * size, parts, list(range(2, 2 + n)), [GGUFValueType.ARRAY, itype]
+        if itype != GGUFValueType.STRING:
+            return super()._get_field_parts(orig_offs, raw_type)
+        buf = memoryview(mm)
+        idxs = []
+        for _ in range(n):
+            (slen,) = struct.unpack_from("<Q", buf, offs)
+            if offs + 8 + slen > len(mm):
+                raise ValueError(f"string array at offset {orig_offs} runs past the end of the file")
+            parts.append(mm[offs : offs + 8].view(np.uint64))
+            parts.append(mm[offs + 8 : offs + 8 + slen])
+            idxs.append(len(parts) - 1)
+            offs += 8 + slen
+        return offs - orig_offs, parts, idxs, [GGUFValueType.ARRAY, GGUFValueType.STRING]
+
+
 def _open_gguf(path: Path, size: int) -> GGUFReader:
     try:
-        reader = GGUFReader(path)
-    except (ValueError, IndexError, KeyError, TypeError, OverflowError, UnicodeDecodeError) as e:
+        reader = _Reader(path)
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError, UnicodeDecodeError, struct.error) as e:
         with open(path, "rb") as f:
             magic = f.read(4)
         if magic != struct.pack("<I", GGUF_MAGIC):

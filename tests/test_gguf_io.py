@@ -346,3 +346,17 @@ def test_imatrix_refusals(smol_info, tmp_path):
 def test_imatrix_refuses_a_model_gguf(smollm2_path, smol_info):
     with pytest.raises(GlassFormatError, match="not an imatrix"):
         prior_from_imatrix(smollm2_path, smol_info)
+
+
+def test_fast_reader_parses_exactly_like_gguf_py(smollm2_path):
+    from gguf import GGUFReader
+
+    ours, theirs = gguf_io._Reader(smollm2_path), GGUFReader(smollm2_path)
+    assert list(ours.fields) == list(theirs.fields)
+    for key, a in theirs.fields.items():
+        b = ours.fields[key]
+        assert (a.offset, a.types, a.data, len(a.parts)) == (b.offset, b.types, b.data, len(b.parts)), key
+        assert all(x.dtype == y.dtype and x.tobytes() == y.tobytes() for x, y in zip(a.parts, b.parts)), key
+    assert [(t.name, t.data_offset, t.n_bytes) for t in ours.tensors] == [
+        (t.name, t.data_offset, t.n_bytes) for t in theirs.tensors]
+    assert gguf_io.field_value(ours, "tokenizer.ggml.tokens")[:3] == ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
