@@ -202,3 +202,38 @@ def test_parse_shard():
     for bad in ("5/5", "-1/2", "x", "1/0"):
         with pytest.raises(ValueError):
             parse_shard(bad)
+
+
+FAMILIES = {
+    "llama": ("LlamaConfig", "llama"), "mistral": ("MistralConfig", "llama"), "qwen2": ("Qwen2Config", "qwen2"),
+    "qwen3": ("Qwen3Config", "qwen3"), "gemma": ("GemmaConfig", "gemma"), "gemma2": ("Gemma2Config", "gemma2"),
+    "gemma3": ("Gemma3TextConfig", "gemma3"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_prior_supports_every_dense_gated_family(family, smollm2_hf_dir, tmp_path):
+    """A small randomly initialised checkpoint of each family (with SmolLM2's tokenizer) goes through `prior`."""
+    import shutil
+
+    import torch
+    import transformers
+
+    cls, arch = FAMILIES[family]
+    cfg = getattr(transformers, cls)(num_hidden_layers=2, hidden_size=64, intermediate_size=96, head_dim=16,
+                                     num_attention_heads=4, num_key_value_heads=2, vocab_size=49152)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(cfg)
+    with torch.no_grad():
+        model.get_decoder().norm.weight.uniform_(0.5, 1.5)
+    model.save_pretrained(tmp_path / family)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(smollm2_hf_dir / f, tmp_path / family / f)
+    prior = compute_prior(tmp_path / family, "impact", tokens=32, seq_len=16, batch_size=2, threads=1)
+    assert prior.n_layer == 2 and all(s.shape == (96,) and np.all(np.isfinite(s)) and s.min() > 0
+                                      for s in prior.scores)
+    info = hf_model_info(tmp_path / family)
+    assert info.fingerprint.startswith(f"glass-fp1:{arch}:2x64x96:")
+    final_norm = model.get_decoder().norm.weight.detach().double().numpy()
+    stored = final_norm + 1 if family.startswith("gemma") else final_norm  # llama.cpp's convention for Gemma
+    assert float(info.fingerprint.split(":")[4].split(",")[0]) == pytest.approx(stored.mean(), rel=1e-4)
