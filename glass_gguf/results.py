@@ -82,6 +82,21 @@ def prior_files_for(model_path: Path, hf_dir: Path, kinds=KINDS, threads: int = 
     return files
 
 
+def write_swept_model(model_path: Path, prior_files, kind: str, lam: float, density: float = 0.5) -> Path:
+    """The GLASS GGUF of a packaged model with the swept prior kind and glass.lambda (convert's embed_prior),
+    under the cache's glass/ folder; rewritten only when the stored choice differs."""
+    from .gguf_io import embed_prior, read_prior
+
+    out = cache_dir() / "glass" / Path(model_path).name.replace(".gguf", ".glass.gguf")
+    if out.exists():
+        stored = read_prior(out)
+        if stored.kind == kind and stored.lam is not None and abs(stored.lam - lam) < 1e-6:
+            return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prior = next(read_prior(f) for f in prior_files if read_prior(f).kind == kind)
+    return embed_prior(model_path, prior, out, density=density, lam=lam)
+
+
 def continuation_cache(model_path: Path, backend: str) -> Path:
     return cache_dir() / "continuations" / f"{backend}-{model_digest(model_path)}.json"
 
@@ -146,6 +161,8 @@ def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens
     stage("eval", lambda: eval_protocol(backend, model_path, priors, n_eval, gen_tokens, densities))
     if chosen:
         kind, lam = chosen["choice"]["prior"] or "activation", chosen["choice"]["lambda"]
+        glass_gguf = write_swept_model(model_path, files, kind, lam)
+        print(f"{name}: sweep chose the {kind} prior, lambda {lam:g}; wrote {glass_gguf}")
     else:
         kind, lam = "activation", 0.5
 
@@ -278,8 +295,10 @@ def render(out_dir: Path, md_path: Path) -> Path:
                       "| prior | lambda | mean KL over the swept densities |", "|---|---:|---:|"]
             for c in sorted(sw["choice"]["candidates"], key=lambda c: c["mean_kl"]):
                 lines.append(f"| {c['prior'] or '- (GRIFFIN)'} | {c['lambda']:g} | {c['mean_kl']:.4f} |")
-            lines += ["", f"Chosen: **{choice['prior'] or 'none'} prior, lambda {choice['lambda']:g}** "
-                      f"(written into `glass.lambda` by `glass-gguf sweep MODEL -o GLASS.gguf`).", ""]
+            lines += ["", f"Chosen: **{choice['prior'] or 'none'} prior, lambda {choice['lambda']:g}**, written into "
+                      "`glass.lambda` of the model's GLASS GGUF (`glass-gguf results` writes it under the cache's "
+                      "`glass/` folder; `glass-gguf sweep MODEL --prior ... -o GLASS.gguf` does the same for any "
+                      "model).", ""]
         if ev:
             png = out_dir / f"{name}-eval.png"
             evaluate.plot(ev["results"], png, f"{name}: {ev['n_prompts']} MT-Bench prompts, "
