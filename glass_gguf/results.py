@@ -318,7 +318,10 @@ def render(out_dir: Path, md_path: Path) -> Path:
         if cross:
             lines += ["### Cross-backend check (llama.cpp runtime against the PyTorch reference)", "",
                       f"{cross['n_prompts']} prompts, {cross['gen_tokens']} tokens, the same prompt and "
-                      "continuation tokens on both backends.", "",
+                      "continuation tokens on both backends (the llama backend: the patched llama.cpp on the Q4 "
+                      "GGUF in manual mode; torch: the dequantized float32 checkpoint). Each KL is against the "
+                      "backend's own dense model. tests/test_evaluate.py guards a mean Jaccard of at least 0.9 "
+                      "and a KL ratio within [2/3, 3/2].", "",
                       "| setting | mean per-layer Jaccard | min | KL torch | KL llama |", "|---|---:|---:|---:|---:|"]
             for r in cross["settings"]:
                 lines.append(f"| {r['label']} | {r['jaccard_mean']:.4f} | {r['jaccard_min']:.4f} | "
@@ -326,7 +329,9 @@ def render(out_dir: Path, md_path: Path) -> Path:
             lines.append("")
         if tk:
             lines += [f"### Classification (GRIFFIN's rule, first {tk['limit']} validation items per task)", "",
-                      "acc / acc_norm (log-likelihood per answer character, as lm-eval-harness):", ""]
+                      "acc / acc_norm (log-likelihood per answer character, as lm-eval-harness). With "
+                      f"{tk['limit']} items an accuracy near 0.5 has a standard error of about "
+                      f"{100 * (0.25 / tk['limit']) ** 0.5:.0f} points: smaller differences are noise.", ""]
             names = list(dict.fromkeys(r["label"] for r in tk["results"]))
             task_names = list(dict.fromkeys(r["task"] for r in tk["results"]))
             lines += ["| setting | " + " | ".join(task_names) + " |", "|---|" + "---:|" * len(task_names)]
