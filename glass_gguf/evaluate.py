@@ -286,8 +286,9 @@ def format_table(records: list[dict], split: str = "all") -> str:
     return "\n".join(lines)
 
 
-def plot(records: list[dict], path, title: str = "", split: str = "all") -> None:
-    """PPL and KL against density, one line per method (prior, lambda); dense PPL as a horizontal line."""
+def plot(records: list[dict], path, title: str = "", split: str = "all", skip=("random",)) -> None:
+    """PPL and KL against density, one line per method (prior, lambda); dense PPL as a horizontal line.
+    Random selection (orders of magnitude worse) is left out by default so that the others stay readable."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -296,7 +297,7 @@ def plot(records: list[dict], path, title: str = "", split: str = "all") -> None
     rows = [r for r in records if r["split"] == split]
     lines: dict[str, list[dict]] = {}
     for r in rows:
-        if r["method"] != "dense":
+        if r["method"] != "dense" and r["method"] not in skip:
             lines.setdefault(r["label"].split(" @")[0], []).append(r)
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2))
     for name, rs in lines.items():
