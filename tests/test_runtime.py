@@ -303,3 +303,27 @@ def test_generate_prints_text_and_refuses_bad_density(smollm2_path):
     assert bad.returncode == 2
     assert "must be in (0, 1], got 1.5" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_a_sidecar_prior_runs_glass_on_a_stock_gguf(smollm2_path, tmp_path):
+    from glass_gguf import glass_llama
+    from glass_gguf.gguf_io import PriorMismatch, write_sidecar
+
+    sidecar = write_sidecar(smollm2_path, seeded_prior(smollm2_path), tmp_path / "smollm2.glass-prior.gguf",
+                            density=0.75, lam=0.25)
+    llm, glass = glass_llama.load(smollm2_path, prior=sidecar, n_ctx=512, n_threads=2)
+    assert glass.params == {"density": 0.75, "lambda": 0.25, "mode": "auto"}
+    assert all(glass.layer_info(il)[1] & 2 for il in range(glass.n_layer))  # every layer has its prior
+    llm.create_completion(CHAT_PROMPT, max_tokens=4, temperature=0.0)
+    assert glass.state == "sparse"
+
+    other = seeded_prior(smollm2_path)
+    other.fingerprint = other.fingerprint.replace("llama", "qwen2")
+    with pytest.raises(PriorMismatch, match="another model"):
+        glass_llama.load(smollm2_path, prior=write_prior_file(tmp_path / "other.gguf", other))
+
+
+def write_prior_file(path, prior):
+    from glass_gguf.gguf_io import write_prior
+
+    return write_prior(path, prior, with_sums=False)
