@@ -158,12 +158,7 @@ def test_summaries_split_by_prompt_length_and_weight_tokens():
 
 def test_cross_backend_masks_and_kl_agree(smollm2_path, backend, pairs, priors):
     """The patched llama.cpp (manual mode) and the torch reference, on the same tokens: tolerance stated here."""
-    from glass_gguf.runtime import GlassUnavailableError
-
-    try:
-        llama = evaluate.LlamaBackend(smollm2_path, n_ctx=512, threads=1, tokenizer=backend.tokenizer)
-    except GlassUnavailableError as e:
-        pytest.skip(str(e))
+    llama = evaluate.LlamaBackend(smollm2_path, n_ctx=512, threads=1, tokenizer=backend.tokenizer)
     configs = [Config("dense"), Config("griffin", 0.5), Config("glass", 0.5, 0.5, "activation")]
     out = evaluate.cross_backend(backend, llama, pairs, configs, priors)
     assert out["ppl_dense_llama"] == pytest.approx(out["ppl_dense_torch"], rel=0.05)   # Q4_1 in both, fp32 vs q8 acts

@@ -126,9 +126,7 @@ def test_converted_file_reads_back_with_the_same_prior_and_model(smollm2_path, s
 
 
 def test_converted_file_loads_in_the_patched_build_with_its_prior(smollm2_path, smol_info, tmp_path):
-    runtime = pytest.importorskip("glass_gguf.runtime")
-    if not hasattr(runtime, "GlassSession") or not hasattr(runtime.llama_library(), "llama_glass_layer_info"):
-        pytest.skip("the loaded libllama predates the GLASS runtime (no llama_glass_layer_info)")
+    from glass_gguf import runtime
     from llama_cpp import Llama
 
     glass = embed_prior(smollm2_path, random_prior(smol_info), tmp_path / "glass.gguf", density=0.4, lam=0.25)

@@ -155,7 +155,6 @@ def test_prior_is_accepted_by_the_gguf_and_refused_by_another_model(single_run, 
 
 def test_convert_hf_folder_to_quantized_glass_gguf(single_run, smollm2_hf_dir, tmp_path):
     """convert (b): convert_hf_to_gguf.py of the pinned sdist, then llama_model_quantize, then the prior."""
-    pytest.importorskip("llama_cpp")
     prior_path = write_prior(tmp_path / "p.gguf", single_run[0])
     out = tmp_path / "smol-q4_0.gguf"
     r = CliRunner().invoke(main, ["convert", str(smollm2_hf_dir), "--prior", str(prior_path), "-o", str(out),
