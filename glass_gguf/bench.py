@@ -147,7 +147,8 @@ def run_bench(model_path: Path, density: float, lam: float, threads: int, n_prom
 
     dense_run()  # warm-up: page in the weights, build the graphs
     glass_run()
-    dense_decode.clear(), glass_decode.clear(), dense_prefill.clear(), glass_prefill.clear(), finalize.clear()
+    for timings in (dense_decode, glass_decode, dense_prefill, glass_prefill, finalize):
+        timings.clear()
     for r in range(repeats):
         first, second = (dense_run, glass_run) if r % 2 == 0 else (glass_run, dense_run)
         first()

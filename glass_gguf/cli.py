@@ -229,9 +229,20 @@ def _lambda(ctx, param, value):
 
 
 def _runtime_errors():
+    from .gguf_io import GlassFormatError
     from .runtime import GlassError, GlassUnavailableError
 
-    return (GlassError, GlassUnavailableError)
+    return (GlassError, GlassUnavailableError, GlassFormatError)
+
+
+def _readable_gguf(path) -> None:
+    """Refuse a corrupt or truncated GGUF here, with gguf_io's message, before llama.cpp sees it."""
+    from .gguf_io import GlassFormatError, open_gguf
+
+    try:
+        open_gguf(path)
+    except GlassFormatError as e:
+        raise click.ClickException(str(e)) from e
 
 
 @main.command()
@@ -250,6 +261,7 @@ def generate(model, prompt, density, lam, prior, max_tokens, threads, chat, dens
 
     from . import glass_llama
 
+    _readable_gguf(model)
     try:
         llm, session = glass_llama.load(model, density=density, lam=lam, prior=prior, dense=dense,
                                         n_ctx=2048, n_threads=threads, n_threads_batch=threads)
@@ -287,6 +299,7 @@ def bench(model, density, lam, threads, prompt_tokens, gen_tokens, repeats, as_j
     from .bench import run_bench
     from .gguf_io import field_value, open_gguf
 
+    _readable_gguf(model)
     if lam is None:
         stored = field_value(open_gguf(model), "glass.lambda")
         lam = float(stored) if stored is not None else 0.0

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .runtime import GlassSession
+from .runtime import LAYER_HAS_PRIOR, GlassSession
 
 
 def priors_from(source) -> list[np.ndarray]:
@@ -70,7 +70,7 @@ def load(
             sidecar = read_prior(prior)
             stored = {"density": sidecar.density, "lambda": sidecar.lam}
         session.set_priors(priors_from(prior))
-    has_prior = any(session.layer_info(il)[1] & 2 for il in range(session.n_layer))
+    has_prior = any(session.layer_info(il)[1] & LAYER_HAS_PRIOR for il in range(session.n_layer))
     density = density if density is not None else (stored.get("density") or 0.5)
     if lam is None:
         lam = stored.get("lambda") if stored.get("lambda") is not None else (0.5 if has_prior else 0.0)

@@ -327,3 +327,13 @@ def write_prior_file(path, prior):
     from glass_gguf.gguf_io import write_prior
 
     return write_prior(path, prior, with_sums=False)
+
+
+def test_a_truncated_gguf_gets_a_clear_error_not_a_crash(smollm2_path, tmp_path):
+    truncated = tmp_path / "truncated.gguf"
+    with open(smollm2_path, "rb") as f:
+        truncated.write_bytes(f.read(5_000_000))
+    for command in (["generate", truncated, "Hi"], ["bench", truncated, "--repeats", "1"]):
+        run = run_cli(*command)
+        assert run.returncode == 1, run.stderr[-2000:]
+        assert "Error:" in run.stderr and "Traceback" not in run.stderr
