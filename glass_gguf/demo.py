@@ -66,14 +66,8 @@ def build_artifacts(s: DemoSettings) -> Path:
     return glass_path
 
 
-def side_by_side(glass_path: Path, s: DemoSettings) -> dict:
-    """Dense and GLASS answer the same prompt; the KL of GLASS and of GRIFFIN on the dense continuation."""
-    from .evaluate import LlamaBackend
-
-    backend = LlamaBackend(glass_path, n_ctx=1024, threads=s.threads)
-    prompt_ids = backend.prompt_ids(DEMO_PROMPT)
-    dense_ids = backend.generate(prompt_ids, s.gen_tokens)
-
+def side_by_side(backend, prompt_ids: list[int], dense_ids: list[int], s: DemoSettings) -> dict:
+    """GLASS answers the prompt dense already answered; the KL of GLASS and of GRIFFIN on the dense continuation."""
     glass = backend.glass
     backend.llm.reset()
     glass.enable(s.density, s.lam, "auto")
@@ -106,16 +100,12 @@ def kl_by_method(backend, prompt_ids, cont_ids, density: float, lam: float) -> d
             "ppl_griffin": float(np.exp(scores.nll[configs[1].label] / n)), "scored_tokens": scores.n_tokens}
 
 
-def sweep(glass_path: Path, s: DemoSettings) -> list[dict]:
-    """Speed-up and KL at every density of the plot."""
+def sweep(glass_path: Path, backend, prompt_ids: list[int], cont: list[int], s: DemoSettings) -> list[dict]:
+    """Speed-up and KL at every density of the plot, on the dense continuation of the side-by-side run."""
     from tqdm import tqdm
 
     from .bench import run_bench
-    from .evaluate import LlamaBackend
 
-    backend = LlamaBackend(glass_path, n_ctx=1024, threads=s.threads)
-    prompt_ids = backend.prompt_ids(DEMO_PROMPT)
-    cont = backend.generate(prompt_ids, s.gen_tokens)
     rows = []
     for d in tqdm(s.densities, desc="density sweep", disable=not s.progress):
         speed = run_bench(glass_path, d, s.lam, s.threads, 128, max(8, s.gen_tokens // 2), s.repeats)
@@ -149,16 +139,20 @@ def plot(rows: list[dict], png: Path) -> None:
 
 def run_demo(s: DemoSettings) -> dict:
     from .bench import run_bench
+    from .evaluate import LlamaBackend
 
     glass_path = build_artifacts(s)
     log("dense and GLASS on the same prompt", s)
-    result = side_by_side(glass_path, s)
+    backend = LlamaBackend(glass_path, n_ctx=1024, threads=s.threads)
+    prompt_ids = backend.prompt_ids(DEMO_PROMPT)
+    dense_ids = backend.generate(prompt_ids, s.gen_tokens)
+    result = side_by_side(backend, prompt_ids, dense_ids, s)
     speed = run_bench(glass_path, s.density, s.lam, s.threads, 128, s.gen_tokens, s.repeats)
     result.update(model=str(glass_path), density=s.density, lam=s.lam, dense_tok_s=speed.dense_tok_s,
                   glass_tok_s=speed.glass_tok_s, speedup=speed.speedup, ideal_speedup=speed.ideal_speedup,
                   finalize_ms=speed.finalize_ms)
     log("speed and quality against density", s)
-    result["sweep"] = sweep(glass_path, s)
+    result["sweep"] = sweep(glass_path, backend, prompt_ids, dense_ids, s)
     plot(result["sweep"], s.out_dir / "demo.png")
     result["plot"] = str(s.out_dir / "demo.png")
     (s.out_dir / "demo.json").write_text(json.dumps(result, indent=2) + "\n")

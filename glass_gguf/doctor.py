@@ -1,6 +1,7 @@
 """What `glass-gguf doctor` reports: the llama-cpp-python build in use and the machine it runs on."""
 from __future__ import annotations
 
+import ctypes
 import importlib.metadata
 import json
 import platform
@@ -39,7 +40,7 @@ def build_flags() -> dict:
     flags = {"cmake_flags": info.get("cmake_flags"), "build_key": info.get("key"), "patches": info.get("patches")}
     try:
         lib = runtime.llama_library()
-        lib.llama_print_system_info.restype = __import__("ctypes").c_char_p
+        lib.llama_print_system_info.restype = ctypes.c_char_p
         flags["system_info"] = lib.llama_print_system_info().decode()
     except runtime.GlassUnavailableError:
         flags["system_info"] = None
