@@ -13,6 +13,9 @@ from . import runtime
 BUILD_INFO = Path(sys.prefix) / "glass-gguf-build.json"  # written by tools/build_llama_cpp_python.py
 CPU_FLAGS_OF_INTEREST = ("sse3", "ssse3", "avx", "avx2", "fma", "f16c", "bmi2", "avx512f", "avx512bw",
                          "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+# aarch64 (the Features line): NEON, fp16 arithmetic, dot product (armv8.2-a+dotprod builds need asimddp), int8
+# matmul, SVE, bf16
+ARM_FEATURES_OF_INTEREST = ("fp", "asimd", "fphp", "asimdhp", "asimddp", "i8mm", "sve", "sve2", "bf16", "svei8mm")
 
 
 def package_version(name: str) -> str | None:
@@ -22,16 +25,27 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def cpu_features() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return [f for f in CPU_FLAGS_OF_INTEREST if f in flags]
+def cpu_features(cpuinfo: str | None = None) -> list[str]:
+    """The CPU features llama.cpp's kernels care about, from /proc/cpuinfo (or the given text of one):
+    x86 `flags` or ARM `Features`, in the order of the lists above."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        name = name.strip()
+        if name in ("flags", "Features"):
+            present = set(value.split())
+            of_interest = CPU_FLAGS_OF_INTEREST if name == "flags" else ARM_FEATURES_OF_INTEREST
+            return [f for f in of_interest if f in present]
     return []
+
+
+def arm_cpu_variant(features: list[str]) -> str:
+    """The GGML_CPU_ARM_ARCH of `glass-gguf build-native --target aarch64 --cpu` that these features can run."""
+    return "armv8.2-a+dotprod" if "asimddp" in features else "armv8-a"
 
 
 def build_flags() -> dict:
@@ -61,6 +75,7 @@ def report() -> dict:
         "glass_api_version": version,
         "build_flags": build_flags(),
         "cpu_features": cpu_features(),
+        **({"arm_build_cpu": arm_cpu_variant(cpu_features())} if platform.machine() == "aarch64" else {}),
         "torch_version": package_version("torch"),
         "transformers_version": package_version("transformers"),
         "python_version": platform.python_version(),
