@@ -15,7 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .gguf_io import GlassFormatError
+from .errors import GlassFormatError
+from .settings import physical_cores
 
 CONVERTER_TYPES = ("f32", "f16", "bf16", "q8_0")
 QUANTIZED_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m",
@@ -43,7 +44,7 @@ def llama_cpp_tree() -> Path:
 
 
 def hf_to_gguf(hf_dir: str | os.PathLike, out_path: str | os.PathLike, outtype: str = "f16",
-               threads: int = 2) -> Path:
+               threads: int | None = None) -> Path:
     """Convert an HF checkpoint folder into a GGUF of type `outtype`, atomically."""
     hf_dir, out_path = Path(hf_dir), Path(out_path)
     if outtype not in OUT_TYPES:
@@ -71,7 +72,7 @@ def _run_converter(hf_dir: Path, out: Path, outtype: str) -> None:
         raise GlassFormatError(f"convert_hf_to_gguf.py failed on {hf_dir.name}: {lines[-1] if lines else proc.returncode}")
 
 
-def quantize(src: Path, dst: Path, outtype: str, threads: int = 2) -> None:
+def quantize(src: Path, dst: Path, outtype: str, threads: int | None = None) -> None:
     """llama_model_quantize(src -> dst) with the installed llama-cpp-python."""
     import llama_cpp
 
@@ -80,7 +81,7 @@ def quantize(src: Path, dst: Path, outtype: str, threads: int = 2) -> None:
         raise GlassFormatError(f"this llama-cpp-python has no quantization type {outtype}")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
-    params.nthread = threads
+    params.nthread = threads or physical_cores()
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0 or not dst.exists():
         raise GlassFormatError(f"llama_model_quantize to {outtype} failed (status {rc})")

@@ -10,16 +10,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-
-class ExportError(Exception):
-    """The GGUF cannot be exported; the message says why."""
+from .errors import ExportError
+from .gguf_reader import open_gguf
 
 
 def hf_export(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write config, float32 safetensors, generation config and tokenizer of `gguf_path` into `out_dir`."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
     gguf_path = Path(gguf_path).resolve()
     out_dir = Path(out_dir).resolve()
     if not gguf_path.is_file():
@@ -27,7 +23,10 @@ def hf_export(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *, overw
     if out_dir.exists() and not overwrite:
         if not out_dir.is_dir() or any(out_dir.iterdir()):
             raise ExportError(f"{out_dir} already exists (pass --overwrite to replace it)")
-    _check_readable(gguf_path)
+    open_gguf(gguf_path)  # a corrupt or truncated file gets gguf_reader's message, not transformers' traceback
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
@@ -50,12 +49,3 @@ def hf_export(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *, overw
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
-
-
-def _check_readable(gguf_path: Path) -> None:
-    from .gguf_io import GlassFormatError, open_gguf
-
-    try:
-        open_gguf(gguf_path)
-    except GlassFormatError as e:
-        raise ExportError(str(e)) from e

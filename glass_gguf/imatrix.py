@@ -20,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .gguf_io import GlassFormatError, ModelInfo, Prior, PriorMismatch, field_value, open_gguf
+from .errors import GlassFormatError, PriorMismatch
+from .fingerprint import ModelInfo
+from .gguf_reader import field_value, open_gguf
+from .prior_file import Prior
 
 FFN_DOWN = "blk.{layer}.ffn_down.weight"
 

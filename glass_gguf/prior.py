@@ -1,4 +1,4 @@
-"""Global priors from Hugging Face checkpoints (DESIGN.md section 2), computed with PyTorch and transformers.
+"""Global priors from Hugging Face checkpoints (docs/design.md, the method), computed with PyTorch and transformers.
 
 For every layer, h_t (the input of the FFN down projection) is captured by a forward pre-hook on `mlp.down_proj`
 and reduced on the fly to float64 sums over the calibration tokens:
@@ -7,7 +7,7 @@ and reduced on the fly to float64 sums over the calibration tokens:
     impact     (I-GLASS):  sum_t |h_t[j]| * ||W_down[:, j]||
 
 The prior is the sum divided by the token count. Sums and counts are kept in the prior file, so shards computed in
-separate processes merge exactly (gguf_io.merge_priors).
+separate processes merge exactly (prior_file.merge_priors).
 
 Calibration is a list of token sequences cut into fixed batches. The default is text the model generates itself
 from short generic seeds, sampled with a seed derived from (seed, batch index), so any batch can be regenerated
@@ -17,7 +17,6 @@ Text files are the alternative: tokenized, cut into sequences of the same length
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -27,19 +26,10 @@ from typing import Sequence
 import numpy as np
 
 from . import schema
-from .gguf_io import NORM_PLUS_ONE_ARCHS, GlassFormatError, ModelInfo, Prior, UnsupportedModel, make_fingerprint
-
-# HF model_type -> llama.cpp architecture (the fingerprint's family); convert_hf_to_gguf maps Mistral to llama.
-SUPPORTED_MODEL_TYPES = {
-    "llama": "llama",
-    "mistral": "llama",
-    "qwen2": "qwen2",
-    "qwen3": "qwen3",
-    "gemma": "gemma",
-    "gemma2": "gemma2",
-    "gemma3": "gemma3",
-    "gemma3_text": "gemma3",
-}
+from .errors import SettingError
+from .fingerprint import hf_model_info
+from .hf_model import down_projections, load_model
+from .prior_file import Prior
 
 # Short, generic openings: prose, dialogue, code, lists, questions. The model writes the rest.
 SEEDS = (
@@ -53,122 +43,6 @@ DEFAULT_TOKENS = 8192
 DEFAULT_SEQ_LEN = 128
 DEFAULT_BATCH = 16  # larger batches amortize the per-step cost of generate (measured: 16 is 20% faster than 8)
 SAMPLING = dict(do_sample=True, temperature=1.0, top_k=50, top_p=0.95)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The model
-
-
-def _text_config(hf_dir: str | os.PathLike):
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(str(hf_dir))
-    except (OSError, ValueError, KeyError) as e:
-        raise GlassFormatError(f"{hf_dir}: not a Hugging Face checkpoint folder ({str(e).splitlines()[0]})") from e
-    return config.get_text_config()
-
-
-def _arch_of(config, name: str) -> str:
-    arch = SUPPORTED_MODEL_TYPES.get(config.model_type)
-    if arch is None:
-        raise UnsupportedModel(
-            f"{name}: model type {config.model_type!r} is not supported: GLASS needs a dense gated FFN "
-            f"(supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))}; MoE and fused gate/up FFNs are not)"
-        )
-    return arch
-
-
-def _n_ff(config) -> list[int]:
-    ff = config.intermediate_size
-    return list(ff) if isinstance(ff, (list, tuple)) else [int(ff)] * int(config.num_hidden_layers)
-
-
-def _norm_weights(hf_dir: Path, n_layer: int) -> list[np.ndarray]:
-    """The three norm vectors of the fingerprint, read straight from the safetensors files."""
-    from safetensors import safe_open
-
-    index = hf_dir / "model.safetensors.index.json"
-    if index.exists():
-        weight_map = json.loads(index.read_text())["weight_map"]
-    else:
-        files = sorted(hf_dir.glob("*.safetensors"))
-        if not files:
-            raise GlassFormatError(f"{hf_dir}: no *.safetensors weights (only safetensors checkpoints are read)")
-        weight_map = {}
-        for f in files:
-            with safe_open(str(f), framework="pt") as st:
-                weight_map.update({k: f.name for k in st.keys()})
-    wanted = ("model.norm.weight", "model.layers.0.input_layernorm.weight",
-              f"model.layers.{n_layer - 1}.input_layernorm.weight")
-    out = []
-    for suffix in wanted:
-        keys = sorted((k for k in weight_map if k == suffix or k.endswith("." + suffix)), key=len)
-        if not keys:
-            raise GlassFormatError(f"{hf_dir}: no {suffix} in the checkpoint")
-        with safe_open(str(hf_dir / weight_map[keys[0]]), framework="pt") as st:
-            out.append(st.get_tensor(keys[0]).float().numpy())
-    return out
-
-
-def hf_model_info(hf_dir: str | os.PathLike, tokenizer=None) -> ModelInfo:
-    """Architecture, FFN sizes and fingerprint of an HF checkpoint, equal to those of its GGUF conversions."""
-    hf_dir = Path(hf_dir)
-    config = _text_config(hf_dir)
-    arch = _arch_of(config, hf_dir.name)
-    n_ff = _n_ff(config)
-    n_vocab = int(config.vocab_size)
-    if tokenizer is None:
-        tokenizer = _load_tokenizer(hf_dir)
-    tokens: list[str | None] = [None] * n_vocab
-    for s, i in tokenizer.get_vocab().items():
-        if 0 <= i < n_vocab:
-            tokens[i] = s
-    norms = _norm_weights(hf_dir, len(n_ff))
-    if arch in NORM_PLUS_ONE_ARCHS:  # HF Gemma norms scale by (1 + w); llama.cpp stores 1 + w
-        norms = [w + np.float32(1.0) for w in norms]
-    fp = make_fingerprint(arch, int(config.hidden_size), n_ff, n_vocab, tokens, norms)
-    return ModelInfo(arch, len(n_ff), int(config.hidden_size), tuple(n_ff), n_vocab, fp)
-
-
-def load_model(hf_dir: str | os.PathLike):
-    """The checkpoint in float32 for inference, after refusing an unsupported architecture from its config."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    hf_dir = Path(hf_dir)
-    _arch_of(_text_config(hf_dir), hf_dir.name)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
-    except (OSError, ValueError, KeyError) as e:
-        raise GlassFormatError(f"{hf_dir}: transformers cannot load the model ({str(e).splitlines()[0]})") from e
-    model.eval()
-    return model, _load_tokenizer(hf_dir)
-
-
-def _load_tokenizer(hf_dir: Path):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(hf_dir))
-    except (OSError, ValueError, KeyError) as e:
-        raise GlassFormatError(f"{hf_dir}: transformers cannot load the tokenizer ({str(e).splitlines()[0]})") from e
-
-
-def down_projections(model) -> list:
-    """mlp.down_proj of every decoder layer, refusing anything but a dense gated FFN (gate_proj, up_proj)."""
-    layers = getattr(model.get_decoder(), "layers", None)
-    if layers is None:
-        raise UnsupportedModel(f"{type(model).__name__}: no decoder layers found")
-    out = []
-    for i, layer in enumerate(layers):
-        mlp = getattr(layer, "mlp", None)
-        if mlp is None or not all(hasattr(mlp, p) for p in ("gate_proj", "up_proj", "down_proj")):
-            raise UnsupportedModel(
-                f"layer {i}: {type(mlp).__name__} is not a dense gated FFN (gate_proj, up_proj, down_proj)"
-            )
-        out.append(mlp.down_proj)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -202,9 +76,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise ValueError(f"shard must look like I/N (e.g. 0/4), got {text!r}") from None
+        raise SettingError(f"shard must look like I/N (e.g. 0/4), got {text!r}") from None
     if not (n >= 1 and 0 <= i < n):
-        raise ValueError(f"shard I/N needs 0 <= I < N, got {text!r}")
+        raise SettingError(f"shard I/N needs 0 <= I < N, got {text!r}")
     return i, n
 
 
@@ -223,7 +97,7 @@ def generate_batch(model, tokenizer, calib: Calibration, seed: int, b: int) -> l
     prompts = [tokenizer(t)["input_ids"] for t in texts]
     longest = max(len(p) for p in prompts)
     if longest >= calib.seq_len:
-        raise ValueError(f"sequence length {calib.seq_len} is too short for the seeds ({longest} tokens)")
+        raise SettingError(f"sequence length {calib.seq_len} is too short for the seeds ({longest} tokens)")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = torch.full((len(prompts), longest), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -251,9 +125,9 @@ def text_files(tokenizer, files: Sequence[str | os.PathLike], tokens: int = DEFA
     texts = []
     for f in files:
         if str(f) == "self":
-            raise ValueError("--calibration self cannot be combined with calibration files")
+            raise SettingError("--calibration self cannot be combined with calibration files")
         if not Path(f).is_file():
-            raise ValueError(f"{f}: no such calibration file")
+            raise SettingError(f"{f}: no such calibration file")
         data = Path(f).read_bytes()
         digest.update(hashlib.sha256(data).digest())
         texts.append(data.decode("utf-8", errors="replace"))
@@ -262,7 +136,7 @@ def text_files(tokenizer, files: Sequence[str | os.PathLike], tokens: int = DEFA
     step = seq_len - len(prefix)
     n_seq = min(max(1, math.ceil(tokens / seq_len)), len(body) // step)
     if n_seq < 1:
-        raise ValueError(f"the calibration files hold {len(body)} tokens, fewer than one sequence of {seq_len}")
+        raise SettingError(f"the calibration files hold {len(body)} tokens, fewer than one sequence of {seq_len}")
     seqs = [prefix + body[k * step:(k + 1) * step] for k in range(n_seq)]
     calib = Calibration(f"files:sha256={digest.hexdigest()[:16]}:{n_seq}x{seq_len}", n_seq, seq_len, batch_size, shard)
     return calib, seqs
@@ -279,7 +153,7 @@ class Accumulator:
         import torch
 
         if kind not in schema.PRIOR_KINDS:
-            raise ValueError(f"kind must be one of {schema.PRIOR_KINDS}, got {kind!r}")
+            raise SettingError(f"kind must be one of {schema.PRIOR_KINDS}, got {kind!r}")
         self.kind = kind
         self.downs = down_projections(model)
         self.model = model
@@ -340,17 +214,14 @@ def compute_prior(
 
     With return_sequences=True, also returns the calibration token sequences that were used.
     """
-    import torch
     from tqdm import tqdm
 
-    if threads:
-        torch.set_num_threads(threads)
     self_calibration = list(calibration) == ["self"]
     for f in [] if self_calibration else calibration:  # refuse before the model is loaded
         if str(f) == "self" or not Path(f).is_file():
-            raise ValueError(f"{f}: no such calibration file ('self' cannot be combined with files)")
+            raise SettingError(f"{f}: no such calibration file ('self' cannot be combined with files)")
     hf_dir = Path(hf_dir)
-    model, tokenizer = load_model(hf_dir)
+    model, tokenizer = load_model(hf_dir, threads)
     info = hf_model_info(hf_dir, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     acc = Accumulator(model, kind)
@@ -372,7 +243,7 @@ def compute_prior(
         bar.set_postfix(tokens=acc.tokens)
     sums, n_tokens = acc.result()
     if n_tokens == 0:
-        raise ValueError(f"shard {shard[0]}/{shard[1]} has no calibration batches ({calib.n_batches} in all)")
+        raise SettingError(f"shard {shard[0]}/{shard[1]} has no calibration batches ({calib.n_batches} in all)")
     prior = Prior(
         kind=kind,
         source=calib.source,

@@ -1,6 +1,6 @@
 """The GLASS GGUF schema (version 1): every key and tensor name lives here and nowhere else.
 
-See DESIGN.md section 4. A GLASS GGUF is a stock model plus one F32 tensor of n_ff scores per layer with a dense
+See docs/design.md (GGUF schema). A GLASS GGUF is a stock model plus one F32 tensor of n_ff scores per layer with a dense
 gated FFN, and the glass.* keys below. A sidecar is a GGUF holding only those tensors and keys.
 """
 
@@ -23,10 +23,6 @@ def prior_tensor_name(layer: int) -> str:
     return PRIOR_TENSOR.format(layer=layer)
 
 
-def is_prior_tensor(name: str) -> bool:
-    return name.startswith("blk.") and name.endswith(".ffn_glass_prior")
-
-
 # Written by `glass-gguf prior` and the tools around it (not read by the runtime).
 KEY_PREFIX = "glass."
 KEY_PRIOR_SHARD = "glass.prior.shard"             # "i/n" in a prior file computed with --shard i/n
@@ -35,9 +31,6 @@ PRIOR_FILE_TYPE = "glass-prior"                   # general.type of a prior file
 # `convert` does not copy them into a model
 PRIOR_SUM_TENSOR = "blk.{layer}.ffn_glass_prior_sum"
 SIDECAR_SUFFIX = ".glass-prior.gguf"              # model.gguf -> model.glass-prior.gguf
-
-DEFAULT_DENSITY = 0.5                             # written by convert unless --density is given
-DEFAULT_LAMBDA = 0.5                              # DESIGN.md section 2: best of {0.25, 0.5, 0.75} in the first measurement
 
 
 def prior_sum_tensor_name(layer: int) -> str:

@@ -1,0 +1,46 @@
+"""The errors glass-gguf raises on purpose: each message is one line that says what is wrong and why.
+
+The command line prints these as one `Error: ...` line; anything else is a bug and keeps its traceback.
+"""
+
+
+class GlassGGUFError(Exception):
+    """Base of every error raised on purpose for bad input, files or environment."""
+
+
+class GlassFormatError(GlassGGUFError):
+    """A file is not what it should be (not a GGUF, truncated, no prior ...); the message says which and why."""
+
+
+class PriorMismatch(GlassFormatError):
+    """A prior does not fit the model it is applied to."""
+
+
+class UnsupportedModel(GlassFormatError):
+    """The model's FFN is not a dense gated FFN that GLASS understands."""
+
+
+class SettingError(GlassGGUFError, ValueError):
+    """A setting is out of range or malformed (density, lambda, shard, method, task ...)."""
+
+
+class AssetError(GlassGGUFError):
+    """A packaged model or data set could not be downloaded, or failed its digest check."""
+
+
+class ExportError(GlassGGUFError):
+    """A GGUF cannot be exported to a Hugging Face checkpoint; the message says why."""
+
+
+# The optional dependencies and the extra that installs each (pyproject.toml): a command that imports one that is
+# missing fails with ModuleNotFoundError, which the command line turns into `pip install 'glass-gguf[extra]'`.
+EXTRAS = {"torch": "prior", "transformers": "prior", "safetensors": "prior", "accelerate": "prior",
+          "sentencepiece": "prior", "matplotlib": "eval", "pyarrow": "eval"}
+
+
+def missing_extra(e: ModuleNotFoundError) -> str | None:
+    """The one-line advice for a missing optional dependency, or None if `e` is about something else."""
+    root = (e.name or "").split(".")[0]
+    if root not in EXTRAS:
+        return None
+    return f"this command needs {root}, which is not installed: pip install 'glass-gguf[{EXTRAS[root]}]'"

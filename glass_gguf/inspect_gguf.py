@@ -1,0 +1,60 @@
+"""What a GGUF is (model, GLASS model, prior file, sidecar), its FFN shape, glass.* keys and prior summary."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import schema
+from .errors import UnsupportedModel
+from .fingerprint import model_info
+from .gguf_reader import field_value, open_gguf
+from .prior_file import read_prior
+
+
+def inspect_file(path: str | os.PathLike) -> dict:
+    """A JSON-ready description of a GGUF: file, bytes, tensors, type, model shape, glass keys, prior per layer."""
+    path = Path(path)
+    reader = open_gguf(path)
+    keys = {k: field_value(reader, k) for k in reader.fields if k.startswith(schema.KEY_PREFIX)}
+    out: dict = {"file": str(path), "bytes": path.stat().st_size, "tensors": len(reader.tensors)}
+    gtype = field_value(reader, "general.type")
+    has_model = field_value(reader, "general.architecture") is not None and gtype != schema.PRIOR_FILE_TYPE
+    if has_model:
+        try:
+            info = model_info(reader, path.name)
+            n_ff = info.n_ff[0] if len(set(info.n_ff)) == 1 else list(info.n_ff)
+            out.update(arch=info.arch, layers=info.n_layer, n_embd=info.n_embd, n_ff=n_ff,
+                       fingerprint=info.fingerprint)
+        except UnsupportedModel as e:
+            out.update(arch=field_value(reader, "general.architecture"), unsupported=str(e))
+    out["type"] = _file_type(has_model, keys, gtype)
+    out["glass"] = keys
+    if keys:
+        prior = read_prior(path)
+        if prior.sums is not None:
+            out["mergeable"] = True
+        out["prior"] = [layer_summary(i, s) for i, s in enumerate(prior.scores)]
+    return out
+
+
+def _file_type(has_model: bool, keys: dict, gtype) -> str:
+    if has_model:
+        return "GLASS model" if keys else "model"
+    if keys:
+        return "sidecar" if schema.KEY_DENSITY in keys else "prior"
+    return str(gtype or "unknown")
+
+
+def top_share(scores: np.ndarray) -> float:
+    """The share of a layer's total score held by its top 10% neurons (how peaked the prior is)."""
+    s = np.asarray(scores, dtype=np.float64)
+    total = s.sum()
+    return float(np.sort(s)[::-1][: max(1, len(s) // 10)].sum() / total) if total > 0 else float("nan")
+
+
+def layer_summary(layer: int, scores: np.ndarray) -> dict:
+    s = np.asarray(scores, dtype=np.float64)
+    return {"layer": layer, "n": len(s), "min": float(s.min()), "mean": float(s.mean()), "max": float(s.max()),
+            "top10_share": top_share(s)}
