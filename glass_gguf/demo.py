@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import assets
+from .atomic import write_text
+from .settings import DEFAULT_LAMBDA_WITH_PRIOR, physical_cores
 
 DEMO_PROMPT = "Explain to a curious ten-year-old why the sky is blue and why sunsets are red."
 
@@ -25,13 +27,13 @@ DEMO_PROMPT = "Explain to a curious ten-year-old why the sky is blue and why sun
 class DemoSettings:
     out_dir: Path
     density: float = 0.75             # the headline density of the side-by-side comparison
-    lam: float = 0.5
+    lam: float = DEFAULT_LAMBDA_WITH_PRIOR
     densities: tuple[float, ...] = (0.5, 0.6, 0.75, 0.9)
-    calibration_tokens: int = 4096    # self-generated; a few minutes on 2 cores
+    prior_tokens: int = 4096          # self-generated calibration; a few minutes on 2 cores
     calibration_seq_len: int = 64
     gen_tokens: int = 128
     repeats: int = 3
-    threads: int = 2
+    threads: int = field(default_factory=physical_cores)
     progress: bool = True
 
 
@@ -42,9 +44,10 @@ def log(msg: str, settings: DemoSettings) -> None:
 
 def build_artifacts(s: DemoSettings) -> Path:
     """hf-export, prior and convert, each skipped when its output already exists."""
-    from .gguf_io import embed_prior, read_prior, write_prior
+    from .glass_file import embed_prior
     from .hf_export import hf_export
     from .prior import compute_prior
+    from .prior_file import read_prior, write_prior
 
     s.out_dir.mkdir(parents=True, exist_ok=True)
     model = assets.default_model_path()
@@ -54,9 +57,9 @@ def build_artifacts(s: DemoSettings) -> Path:
         hf_export(model, hf_dir, overwrite=True)
     prior_path = s.out_dir / "prior-activation.gguf"
     if not prior_path.exists():
-        log(f"computing the activation prior from {s.calibration_tokens} self-generated tokens", s)
-        seq_len = min(s.calibration_seq_len, s.calibration_tokens)
-        prior = compute_prior(hf_dir, "activation", tokens=s.calibration_tokens, seq_len=seq_len,
+        log(f"computing the activation prior from {s.prior_tokens} self-generated tokens", s)
+        seq_len = min(s.calibration_seq_len, s.prior_tokens)
+        prior = compute_prior(hf_dir, "activation", tokens=s.prior_tokens, seq_len=seq_len,
                               threads=s.threads, progress=s.progress)
         write_prior(prior_path, prior)
     glass_path = s.out_dir / model.name.replace(".gguf", ".glass.gguf")
@@ -91,13 +94,13 @@ def kl_by_method(backend, prompt_ids, cont_ids, density: float, lam: float) -> d
     """Mean per-token KL(dense || method) of GLASS and GRIFFIN, each with its mask from the prompt prefill."""
     from .reference import Config
 
-    configs = [Config("dense"), Config("griffin", density), Config("glass", density, lam, "activation")]
-    scores = backend.score(prompt_ids, cont_ids, configs, priors={"activation": None})
+    dense, griffin, glass = Config("dense"), Config("griffin", density), Config("glass", density, lam, "activation")
+    scores = backend.score(prompt_ids, cont_ids, [dense, griffin, glass], priors={"activation": None})
     n = max(1, scores.n_tokens)
-    return {"kl_glass": scores.kl[configs[2].label] / n, "kl_griffin": scores.kl[configs[1].label] / n,
-            "ppl_dense": float(np.exp(scores.nll[configs[0].label] / n)),
-            "ppl_glass": float(np.exp(scores.nll[configs[2].label] / n)),
-            "ppl_griffin": float(np.exp(scores.nll[configs[1].label] / n)), "scored_tokens": scores.n_tokens}
+    return {"kl_glass": scores.kl[glass] / n, "kl_griffin": scores.kl[griffin] / n,
+            "ppl_dense": float(np.exp(scores.nll[dense] / n)),
+            "ppl_glass": float(np.exp(scores.nll[glass] / n)),
+            "ppl_griffin": float(np.exp(scores.nll[griffin] / n)), "scored_tokens": scores.n_tokens}
 
 
 def sweep(glass_path: Path, backend, prompt_ids: list[int], cont: list[int], s: DemoSettings) -> list[dict]:
@@ -114,32 +117,10 @@ def sweep(glass_path: Path, backend, prompt_ids: list[int], cont: list[int], s: 
     return rows
 
 
-def plot(rows: list[dict], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    d = [r["density"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(d, [r["speedup"] for r in rows], "o-", label="measured")
-    ax1.plot(d, [r["ideal_speedup"] for r in rows], "k--", label="ideal (bytes read)")
-    ax1.axhline(1.0, color="grey", lw=0.5)
-    ax1.set(xlabel="density (fraction of FFN neurons kept)", ylabel="decode speed-up over dense", title="speed")
-    ax1.legend()
-    ax2.plot(d, [r["kl_glass"] for r in rows], "o-", label="GLASS")
-    ax2.plot(d, [r["kl_griffin"] for r in rows], "s--", label="GRIFFIN (prompt only)")
-    ax2.set(xlabel="density", ylabel="mean KL(dense || method)", title="quality cost", yscale="log")
-    ax2.legend()
-    fig.suptitle("SmolLM2-135M-Instruct Q4_1: GLASS against dense")
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-
-
 def run_demo(s: DemoSettings) -> dict:
     from .bench import run_bench
     from .evaluate import LlamaBackend
+    from .plots import plot_demo
 
     glass_path = build_artifacts(s)
     log("dense and GLASS on the same prompt", s)
@@ -153,7 +134,6 @@ def run_demo(s: DemoSettings) -> dict:
                   finalize_ms=speed.finalize_ms)
     log("speed and quality against density", s)
     result["sweep"] = sweep(glass_path, backend, prompt_ids, dense_ids, s)
-    plot(result["sweep"], s.out_dir / "demo.png")
-    result["plot"] = str(s.out_dir / "demo.png")
-    (s.out_dir / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
+    result["plot"] = str(plot_demo(result["sweep"], s.out_dir / "demo.png"))
+    write_text(s.out_dir / "demo.json", json.dumps(result, indent=2) + "\n")
     return result

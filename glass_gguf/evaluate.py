@@ -1,4 +1,4 @@
-"""The quality protocol of DESIGN.md section 6: short prompt, long generation.
+"""The quality protocol of docs/design.md: short prompt, long generation.
 
 For every prompt (one user turn, chat template applied):
   1. the dense model generates up to N tokens greedily: the continuation c_0 .. c_{N-1};
@@ -6,7 +6,8 @@ For every prompt (one user turn, chat template applied):
      teacher-forced under that fixed mask: the tokens c_1 .. c_{N-1}, each predicted from a position decoded
      sparsely (c_0 is predicted by the dense prefill itself, identical for every setting, and is not scored);
   3. per setting: perplexity of the scored tokens and mean per-token KL(p_dense || p_setting).
-Totals are token-weighted over prompts, overall and split at the median prompt length ("short" / "long").
+Totals are token-weighted over prompts, overall and split at the median prompt length ("short" / "long"), one
+Record per setting and split.
 
 Two backends score the same way: "torch" (reference.Sparsifier on the HF checkpoint) and "llama" (the patched
 llama.cpp in manual mode through glass_gguf.runtime.GlassSession).
@@ -16,26 +17,81 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from . import reference
+from .atomic import write_text
+from .errors import SettingError
 from .reference import Config
-
-PRIOR_TAGS = {"activation": "A", "impact": "I"}
 
 
 @dataclass
 class PromptScores:
-    """One prompt's sums per setting label: negative log-likelihood, KL, scored tokens."""
+    """One prompt's sums per setting: negative log-likelihood, KL, scored tokens."""
 
     prompt_tokens: int
     n_tokens: int
-    nll: dict[str, float] = field(default_factory=dict)
-    kl: dict[str, float] = field(default_factory=dict)
-    masks: dict[str, list] = field(default_factory=dict)   # kept neurons per layer, when asked for
+    nll: dict[Config, float] = field(default_factory=dict)
+    kl: dict[Config, float] = field(default_factory=dict)
+    masks: dict[Config, list] = field(default_factory=dict)   # kept neurons per layer, when asked for
+
+
+@dataclass(frozen=True)
+class Record:
+    """The quality of one setting over a group of prompts: a row of the eval and sweep JSON."""
+
+    method: str
+    prior: str | None
+    lam: float | None             # the lambda handed to select_layers: 0 GRIFFIN, 1 static (None: dense, random)
+    density: float
+    ppl: float
+    kl: float
+    n_prompts: int
+    n_tokens: int
+    split: str                    # "all", "short" or "long" (prompt length against the median)
+    median_prompt_tokens: float
+    backend: str = "torch"
+
+    @property
+    def config(self) -> Config:
+        return Config.of(self.method, self.prior, self.lam, self.density)
+
+    @property
+    def setting(self) -> str:
+        """The setting without its density, e.g. "glass-A lambda=0.5"."""
+        return self.config.name
+
+    @property
+    def label(self) -> str:
+        return self.config.label
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["lambda"] = out.pop("lam")
+        return {**out, "label": self.label}      # the label for readers of the file; code uses the fields
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Record":
+        names = {f.name for f in fields(cls)} - {"lam"}
+        return cls(lam=d["lambda"], **{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Gain:
+    """How much better a static or GLASS record is than GRIFFIN at the same density (positive = better):
+    100 * (GRIFFIN - x) / GRIFFIN, for PPL and for KL."""
+
+    record: Record
+    ppl_gain_pct: float
+    kl_gain_pct: float
+
+    def to_json(self) -> dict:
+        r = self.record
+        return {"label": r.label, "method": r.method, "prior": r.prior, "lambda": r.lam, "density": r.density,
+                "ppl_gain_pct": self.ppl_gain_pct, "kl_gain_pct": self.kl_gain_pct}
 
 
 def configs_for(methods, densities, lambdas, prior_kinds) -> list[Config]:
@@ -44,7 +100,7 @@ def configs_for(methods, densities, lambdas, prior_kinds) -> list[Config]:
     configs: list[Config] = []
     for name in methods:
         if name not in reference.METHODS:
-            raise ValueError(f"unknown method {name!r}; choose from {', '.join(reference.METHODS)}")
+            raise SettingError(f"unknown method {name!r}; choose from {', '.join(reference.METHODS)}")
     if "dense" in methods:
         configs.append(Config("dense"))
     for d in densities:
@@ -94,8 +150,8 @@ class TorchBackend:
             sparse = []
             for c in configs:
                 if c.method == "dense":
-                    out.nll[c.label] = float(-logp_dense.gather(-1, targets[:, None]).sum())
-                    out.kl[c.label] = 0.0
+                    out.nll[c] = float(-logp_dense.gather(-1, targets[:, None]).sum())
+                    out.kl[c] = 0.0
                 else:
                     sparse.append((c, reference.select_masks(c, ss, rows, priors, seed)))
             vocab = logp_dense.shape[-1]
@@ -107,16 +163,18 @@ class TorchBackend:
                 self.sparsifier.off()
                 for b, (c, masks) in enumerate(chunk):
                     logp = torch.log_softmax(logits[b].float(), -1)
-                    out.nll[c.label] = float(-logp.gather(-1, targets[:, None]).sum())
-                    out.kl[c.label] = float((p_dense * (logp_dense - logp)).sum())
+                    out.nll[c] = float(-logp.gather(-1, targets[:, None]).sum())
+                    out.kl[c] = float((p_dense * (logp_dense - logp)).sum())
                     if keep_masks:
-                        out.masks[c.label] = masks
+                        out.masks[c] = masks
                 del logits
         return out
 
 
-def load_torch_backend(hf_dir, threads: int = 1, last_layer_rows: str = "all") -> TorchBackend:
-    model, tokenizer = reference.load_model(hf_dir, threads)
+def load_torch_backend(hf_dir, threads: int | None = None, last_layer_rows: str = "all") -> TorchBackend:
+    from .hf_model import load_model
+
+    model, tokenizer = load_model(hf_dir, threads)
     return TorchBackend(model, tokenizer, last_layer_rows)
 
 
@@ -127,13 +185,15 @@ class LlamaBackend:
 
     name = "llama"
 
-    def __init__(self, model_path, n_ctx: int = 2048, threads: int = 2, tokenizer=None):
+    def __init__(self, model_path, n_ctx: int = 2048, threads: int | None = None, tokenizer=None):
         import llama_cpp
 
         from .runtime import GlassSession
+        from .settings import physical_cores
 
+        threads = threads or physical_cores()
         self.llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=n_ctx, logits_all=True, n_threads=threads,
-                                   verbose=False)
+                                   n_threads_batch=threads, verbose=False)
         self.glass = GlassSession(self.llm)
         self.tokenizer = tokenizer     # an HF tokenizer for the chat template (None: llama.cpp's own template)
 
@@ -176,7 +236,7 @@ class LlamaBackend:
                 logp = logp_dense
             else:
                 if c.method == "random":
-                    raise ValueError("the llama backend has no random method")
+                    raise SettingError("the llama backend has no random method")
                 kind = c.prior if c.method != "griffin" else None
                 self._load_priors(priors.get(kind) if kind else None)
                 self.llm.reset()
@@ -186,10 +246,10 @@ class LlamaBackend:
                 self.llm.eval(cont[:-1])
                 logp = self._logp(P, N - 1)
                 if keep_masks:
-                    out.masks[c.label] = self.glass.selected()
+                    out.masks[c] = self.glass.selected()
                 self.glass.disable()
-            out.nll[c.label] = float(-logp[np.arange(N - 1), targets].sum())
-            out.kl[c.label] = float((p_dense * (logp_dense - logp)).sum())
+            out.nll[c] = float(-logp[np.arange(N - 1), targets].sum())
+            out.kl[c] = float((p_dense * (logp_dense - logp)).sum())
         return out
 
     def _load_priors(self, layer_priors) -> None:
@@ -217,10 +277,7 @@ def dense_continuations(backend, prompts: list[str], n: int, cache: Path | None 
         if key not in stored:
             stored[key] = backend.generate(ids, n)
             if cache:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(".tmp")
-                tmp.write_text(json.dumps(stored))
-                tmp.replace(cache)
+                write_text(cache, json.dumps(stored))
         pairs.append((ids, stored[key]))
     return pairs
 
@@ -237,8 +294,8 @@ def run(backend, pairs, configs, priors=None, progress: bool = True, keep_masks:
     return scores
 
 
-def summarize(scores: list[PromptScores], configs: list[Config], backend: str = "torch") -> list[dict]:
-    """JSON records per setting: overall ("split": "all") and for prompts up to / above the median length."""
+def summarize(scores: list[PromptScores], configs: list[Config], backend: str = "torch") -> list[Record]:
+    """One Record per setting: overall ("split": "all") and for prompts up to / above the median length."""
     if not scores:
         return []
     median = float(np.median([s.prompt_tokens for s in scores]))
@@ -251,85 +308,42 @@ def summarize(scores: list[PromptScores], configs: list[Config], backend: str = 
             continue
         tokens = sum(s.n_tokens for s in group)
         for c in configs:
-            nll = sum(s.nll[c.label] for s in group)
-            kl = sum(s.kl[c.label] for s in group)
-            records.append({
-                "method": c.method, "prior": c.prior, "lambda": c.weight, "density": c.density,
-                "ppl": math.exp(nll / tokens), "kl": kl / tokens, "n_prompts": len(group), "n_tokens": tokens,
-                "split": split, "median_prompt_tokens": median, "label": c.label, "backend": backend,
-            })
+            nll = sum(s.nll[c] for s in group)
+            kl = sum(s.kl[c] for s in group)
+            records.append(Record(method=c.method, prior=c.prior, lam=c.weight, density=c.density,
+                                  ppl=math.exp(nll / tokens), kl=kl / tokens, n_prompts=len(group), n_tokens=tokens,
+                                  split=split, median_prompt_tokens=median, backend=backend))
     return records
 
 
-def improvements(records: list[dict], split: str = "all") -> list[dict]:
-    """Relative improvement of every static/glass record over GRIFFIN at the same density (positive = better):
-    100 * (griffin - x) / griffin for PPL and for KL."""
-    griffin = {r["density"]: r for r in records if r["method"] == "griffin" and r["split"] == split}
+def improvements(records: list[Record], split: str = "all") -> list[Gain]:
+    """The Gain of every static/glass record of `split` over GRIFFIN at the same density."""
+    griffin = {r.density: r for r in records if r.method == "griffin" and r.split == split}
     out = []
     for r in records:
-        g = griffin.get(r["density"])
-        if r["split"] != split or r["method"] not in ("glass", "static") or g is None:
+        g = griffin.get(r.density)
+        if r.split != split or r.method not in ("glass", "static") or g is None:
             continue
-        out.append({"label": r["label"], "method": r["method"], "prior": r["prior"], "lambda": r["lambda"],
-                    "density": r["density"],
-                    "ppl_gain_pct": 100.0 * (g["ppl"] - r["ppl"]) / g["ppl"],
-                    "kl_gain_pct": 100.0 * (g["kl"] - r["kl"]) / g["kl"] if g["kl"] > 0 else 0.0})
+        out.append(Gain(r, ppl_gain_pct=100.0 * (g.ppl - r.ppl) / g.ppl,
+                        kl_gain_pct=100.0 * (g.kl - r.kl) / g.kl if g.kl > 0 else 0.0))
     return out
 
 
-def format_table(records: list[dict], split: str = "all") -> str:
-    rows = [r for r in records if r["split"] == split]
+def format_table(records: list[Record], split: str = "all") -> str:
     lines = [f"{'setting':34} {'density':>7} {'ppl':>9} {'kl':>8} {'prompts':>7}"]
-    for r in rows:
-        name = r["label"].split(" @")[0]
-        lines.append(f"{name:34} {r['density']:7.2f} {r['ppl']:9.3f} {r['kl']:8.4f} {r['n_prompts']:7d}")
+    for r in records:
+        if r.split == split:
+            lines.append(f"{r.setting:34} {r.density:7.2f} {r.ppl:9.3f} {r.kl:8.4f} {r.n_prompts:7d}")
     return "\n".join(lines)
 
 
-def plot(records: list[dict], path, title: str = "", split: str = "all", skip=("random",)) -> None:
-    """PPL and KL against density, one line per method (prior, lambda); dense PPL as a horizontal line.
-    Random selection (orders of magnitude worse) is left out by default so that the others stay readable."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in records if r["split"] == split]
-    lines: dict[str, list[dict]] = {}
-    for r in rows:
-        if r["method"] != "dense" and r["method"] not in skip:
-            lines.setdefault(r["label"].split(" @")[0], []).append(r)
-    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2))
-    for name, rs in lines.items():
-        rs = sorted(rs, key=lambda r: r["density"])
-        kw = {"griffin": dict(color="black", lw=2.2, ls="--"), "random": dict(color="grey", ls=":"),
-              "static": dict(ls="-.")}.get(rs[0]["method"], {})
-        for ax, key in zip(axes, ("ppl", "kl")):
-            ax.plot([r["density"] for r in rs], [r[key] for r in rs], marker="o", ms=4, label=name, **kw)
-    dense = [r for r in rows if r["method"] == "dense"]
-    if dense:
-        axes[0].axhline(dense[0]["ppl"], color="black", lw=0.8)
-        x0 = min(r["density"] for r in rows if r["method"] != "dense")
-        axes[0].annotate("dense", (x0, dense[0]["ppl"]), fontsize=8, va="bottom")
-    for ax, key in zip(axes, ("perplexity of the dense continuation", "mean KL(dense || method) per token")):
-        ax.set_xlabel("density (fraction of FFN neurons kept)")
-        ax.set_ylabel(key)
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def choose_lambda(records: list[dict]) -> dict:
+def choose_lambda(records: list[Record]) -> dict:
     """The sweep's choice: the (prior kind, lambda) of the glass/static settings with the lowest KL averaged
     over the swept densities (overall split); GRIFFIN (lambda 0) competes too, prior-less."""
     by_setting: dict[tuple, list[float]] = {}
     for r in records:
-        if r["split"] == "all" and r["method"] in ("griffin", "glass", "static"):
-            by_setting.setdefault((r["prior"], r["lambda"]), []).append(r["kl"])
+        if r.split == "all" and r.method in ("griffin", "glass", "static"):
+            by_setting.setdefault((r.prior, r.lam), []).append(r.kl)
     best = min(by_setting, key=lambda k: float(np.mean(by_setting[k])))
     table = [{"prior": p, "lambda": lam, "mean_kl": float(np.mean(v))} for (p, lam), v in by_setting.items()]
     return {"prior": best[0], "lambda": best[1], "mean_kl": float(np.mean(by_setting[best])), "candidates": table}
@@ -354,14 +368,14 @@ def cross_backend(torch_backend, llama_backend, pairs, configs, priors, progress
     for c in configs:
         if c.method == "dense":
             continue
-        j = [jaccard(x, y) for a, b in zip(st, sl) for x, y in zip(a.masks[c.label], b.masks[c.label])]
+        j = [jaccard(x, y) for a, b in zip(st, sl) for x, y in zip(a.masks[c], b.masks[c])]
         settings.append({"label": c.label, "method": c.method, "prior": c.prior, "lambda": c.weight,
                          "density": c.density, "jaccard_mean": float(np.mean(j)), "jaccard_min": float(np.min(j)),
-                         "kl_torch": sum(s.kl[c.label] for s in st) / tokens,
-                         "kl_llama": sum(s.kl[c.label] for s in sl) / tokens})
+                         "kl_torch": sum(s.kl[c] for s in st) / tokens,
+                         "kl_llama": sum(s.kl[c] for s in sl) / tokens})
     dense = next((c for c in configs if c.method == "dense"), None)
     out = {"n_prompts": len(st), "gen_tokens": max(len(c) for _, c in pairs), "settings": settings}
     if dense:
-        out["ppl_dense_torch"] = math.exp(sum(s.nll[dense.label] for s in st) / tokens)
-        out["ppl_dense_llama"] = math.exp(sum(s.nll[dense.label] for s in sl) / tokens)
+        out["ppl_dense_torch"] = math.exp(sum(s.nll[dense] for s in st) / tokens)
+        out["ppl_dense_llama"] = math.exp(sum(s.nll[dense] for s in sl) / tokens)
     return out

@@ -1,6 +1,6 @@
 """GLASS selection applied to a Hugging Face model in PyTorch: the oracle and the evaluation baseline.
 
-The FFN intermediate h (the input of every `mlp.down_proj`, DESIGN.md section 2) is observed by a forward pre-hook:
+The FFN intermediate h (the input of every `mlp.down_proj`, docs/design.md) is observed by a forward pre-hook:
 
     collect  dense; the first `prompt_len` positions add their local statistic sum_t (h_t/||h_t||)^2 per layer
     sparse   positions from `start` on keep only the chosen neurons (h[j] = 0 for the others); earlier positions
@@ -14,15 +14,17 @@ prompt token, as llama-cpp-python's `logits_all=True` requests).
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from . import method
+from .errors import SettingError
+from .hf_model import down_projections
+from .settings import check_density, check_lambda
 
 METHODS = ("dense", "griffin", "static", "glass", "random")
+PRIOR_TAGS = {"activation": "A", "impact": "I"}   # the letter of A-GLASS and I-GLASS in setting names
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,14 @@ class Config:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+            raise SettingError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.method in ("static", "glass") and self.prior is None:
-            raise ValueError(f"{self.method} needs a prior kind")
-        if self.method == "glass" and not (self.lam is not None and 0.0 <= self.lam <= 1.0):
-            raise ValueError(f"glass needs a lambda in [0, 1], got {self.lam}")
+            raise SettingError(f"{self.method} needs a prior kind")
+        if self.method == "glass":
+            if self.lam is None:
+                raise SettingError("glass needs a lambda in [0, 1], got None")
+            check_lambda(self.lam)
+        check_density(self.density)
 
     @property
     def weight(self) -> float | None:
@@ -48,17 +53,24 @@ class Config:
         return {"griffin": 0.0, "static": 1.0, "glass": self.lam}.get(self.method)
 
     @property
-    def label(self) -> str:
-        if self.method == "dense":
-            return "dense"
-        tag = {"activation": "A", "impact": "I"}.get(self.prior, "")
+    def name(self) -> str:
+        """The setting without its density, e.g. "glass-A lambda=0.5": one line of a plot, one row of a table."""
+        tag = PRIOR_TAGS.get(self.prior, "")
         if self.method == "static":
-            name = f"static-{tag}"
-        elif self.method == "glass":
-            name = f"glass-{tag} lambda={self.lam:g}"
-        else:
-            name = self.method
-        return f"{name} @{self.density:g}"
+            return f"static-{tag}"
+        if self.method == "glass":
+            return f"glass-{tag} lambda={self.lam:g}"
+        return self.method
+
+    @property
+    def label(self) -> str:
+        """The setting with its density, e.g. "glass-A lambda=0.5 @0.75" (dense has no density)."""
+        return "dense" if self.method == "dense" else f"{self.name} @{self.density:g}"
+
+    @classmethod
+    def of(cls, method: str, prior: str | None, weight: float | None, density: float) -> "Config":
+        """The setting behind a result's fields (weight is the lambda handed to select_layers)."""
+        return cls(method, density, weight if method == "glass" else None, prior)
 
 
 def select_masks(
@@ -82,7 +94,7 @@ def select_masks(
     layer_priors: list[np.ndarray | None] = [None] * len(sum_squares)
     if config.method != "griffin":
         if not priors or config.prior not in priors:
-            raise ValueError(f"{config.label} needs the {config.prior} prior")
+            raise SettingError(f"{config.label} needs the {config.prior} prior")
         layer_priors = list(priors[config.prior])
     return method.select_layers(sum_squares, rows, layer_priors, config.weight, config.density)
 
@@ -94,7 +106,7 @@ class Sparsifier:
     """
 
     def __init__(self, model):
-        self.downs = [layer.mlp.down_proj for layer in decoder_layers(model)]
+        self.downs = down_projections(model)
         self.n_ff = self.downs[0].in_features
         self.state = "off"
         self._prompt_len = 0
@@ -172,27 +184,6 @@ class Sparsifier:
             return None
 
         return hook
-
-
-def decoder_layers(model):
-    """The list of decoder blocks of an HF causal LM."""
-    inner = getattr(model, "model", None)
-    layers = getattr(inner, "layers", None)
-    if layers is None:
-        raise ValueError(f"{type(model).__name__}: no model.layers; only decoder-only HF models are supported")
-    return layers
-
-
-def load_model(hf_dir: str | Path, threads: int = 1):
-    """(model, tokenizer) of a float32 HF checkpoint folder, in eval mode, with at most `threads` torch threads."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(threads)
-    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
-    model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    return model, tokenizer
 
 
 def chat_tokens(tokenizer, prompt: str) -> list[int]:

@@ -11,6 +11,7 @@ then renders docs/results.md (tables, GLASS vs GRIFFIN, plots) from the JSON fil
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -18,11 +19,16 @@ import numpy as np
 
 from . import assets, datasets, evaluate, tasks
 from .assets import cache_dir
+from .atomic import write_text
+from .evaluate import Gain, Record
+from .prior import DEFAULT_TOKENS
+from .settings import DEFAULT_DENSITY, DEFAULT_LAMBDA_WITH_PRIOR
 
 DENSITIES = (0.5, 0.6, 0.75, 0.9)
 SWEEP_DENSITIES = (0.5, 0.75)
 LAMBDAS = (0.25, 0.5, 0.75)
 KINDS = ("activation", "impact")
+STAGES = ("sweep", "eval", "tasks", "cross")
 
 
 # -- the files a measurement needs ----------------------------------------------------------------------------------
@@ -46,8 +52,8 @@ def hf_dir_for(model_path: Path) -> Path:
 
 
 def read_priors(files) -> dict[str, list[np.ndarray]]:
-    """{kind: per-layer scores} from prior files, sidecars or GLASS GGUFs (gguf_io.read_prior)."""
-    from .gguf_io import read_prior
+    """{kind: per-layer scores} from prior files, sidecars or GLASS GGUFs (prior_file.read_prior)."""
+    from .prior_file import read_prior
 
     out = {}
     for f in files:
@@ -58,7 +64,7 @@ def read_priors(files) -> dict[str, list[np.ndarray]]:
 
 def model_priors(model_path: Path) -> dict[str, list[np.ndarray]]:
     """The prior a GLASS GGUF carries ({} for a stock GGUF)."""
-    from .gguf_io import GlassFormatError
+    from .errors import GlassFormatError
 
     try:
         return read_priors([model_path])
@@ -66,14 +72,15 @@ def model_priors(model_path: Path) -> dict[str, list[np.ndarray]]:
         return {}
 
 
-def prior_files_for(model_path: Path, hf_dir: Path, kinds=KINDS, threads: int = 1, tokens: int = 8192) -> list[Path]:
+def prior_files_for(model_path: Path, hf_dir: Path, kinds=KINDS, threads: int | None = None,
+                    tokens: int = DEFAULT_TOKENS) -> list[Path]:
     """Prior files of the given kinds, computed once (`tokens` self-generated tokens, seed 0) and cached."""
-    from .gguf_io import write_prior
     from .prior import compute_prior
+    from .prior_file import write_prior
 
     files = []
     for kind in kinds:
-        suffix = "" if tokens == 8192 else f".{tokens}"
+        suffix = "" if tokens == DEFAULT_TOKENS else f".{tokens}"
         path = cache_dir() / "priors" / f"{model_digest(model_path)}.{kind}{suffix}.gguf"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,10 +89,11 @@ def prior_files_for(model_path: Path, hf_dir: Path, kinds=KINDS, threads: int = 
     return files
 
 
-def write_swept_model(model_path: Path, prior_files, kind: str, lam: float, density: float = 0.5) -> Path:
+def write_swept_model(model_path: Path, prior_files, kind: str, lam: float, density: float = DEFAULT_DENSITY) -> Path:
     """The GLASS GGUF of a packaged model with the swept prior kind and glass.lambda (convert's embed_prior),
     under the cache's glass/ folder; rewritten only when the stored choice differs."""
-    from .gguf_io import embed_prior, read_prior
+    from .glass_file import embed_prior
+    from .prior_file import read_prior
 
     out = cache_dir() / "glass" / Path(model_path).name.replace(".gguf", ".glass.gguf")
     if out.exists():
@@ -119,12 +127,13 @@ def sweep(backend, model_path: Path, priors, n: int, gen_tokens: int, densities=
     records = evaluate.summarize(evaluate.run(backend, pairs, configs, priors), configs, backend.name)
     return {"model": Path(model_path).name, "backend": backend.name, "prompts": "mt-bench sweep split",
             "n_prompts": len(pairs), "gen_tokens": gen_tokens, "choice": evaluate.choose_lambda(records),
-            "results": records}
+            "results": [r.to_json() for r in records]}
 
 
 def eval_protocol(backend, model_path: Path, priors, n: int | None, gen_tokens: int, densities=DENSITIES,
                   lambdas=LAMBDAS, methods=("dense", "griffin", "static", "glass", "random"),
                   prompts: list[str] | None = None) -> dict:
+    """The quality protocol on `n` prompts (MT-Bench eval split by default): the eval JSON."""
     prompts = spread(prompts or datasets.mtbench_prompts("eval"), n)
     pairs = evaluate.dense_continuations(backend, prompts, gen_tokens, continuation_cache(model_path, backend.name))
     configs = evaluate.configs_for(list(methods), densities, lambdas, sorted(priors))
@@ -133,14 +142,15 @@ def eval_protocol(backend, model_path: Path, priors, n: int | None, gen_tokens: 
     return {"model": Path(model_path).name, "backend": backend.name, "prompts": "mt-bench eval split",
             "n_prompts": len(pairs), "gen_tokens": gen_tokens,
             "mean_generated": float(np.mean([len(c) for _, c in pairs])), "seconds": time.time() - t0,
-            "results": records, "improvements": evaluate.improvements(records)}
+            "results": [r.to_json() for r in records],
+            "improvements": [g.to_json() for g in evaluate.improvements(records)]}
 
 
 def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens: int, task_limit: int,
-              densities=DENSITIES, threads: int = 1, force: bool = False,
-              stages=("sweep", "eval", "tasks", "cross"), prior_tokens: int = 8192) -> None:
-    """Every stage for one packaged model; each writes out_dir/<name>-<stage>.json."""
-    from .gguf_io import read_prior
+              densities=DENSITIES, threads: int | None = None, force: bool = False,
+              stages=STAGES, prior_tokens: int = DEFAULT_TOKENS) -> list[Path]:
+    """Every stage for one packaged model; each writes out_dir/<name>-<stage>.json. Returns the JSON files."""
+    from .prior_file import read_prior
     from .reference import Config
 
     model_path = assets.model_path(assets.MODELS[name])
@@ -154,7 +164,7 @@ def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens
     def stage(key, fn):
         path = out_dir / f"{name}-{key}.json"
         if key in stages and (force or not path.exists()):
-            path.write_text(json.dumps({**fn(), "priors": prior_info}, indent=1))
+            write_text(path, json.dumps({**fn(), "priors": prior_info}, indent=1))
         return json.loads(path.read_text()) if path.exists() else None
 
     chosen = stage("sweep", lambda: sweep(backend, model_path, priors, n_sweep, gen_tokens))
@@ -162,14 +172,15 @@ def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens
     if chosen:
         kind, lam = chosen["choice"]["prior"] or "activation", chosen["choice"]["lambda"]
         glass_gguf = write_swept_model(model_path, files, kind, lam)
-        print(f"{name}: sweep chose the {kind} prior, lambda {lam:g}; wrote {glass_gguf}")
+        print(f"{name}: sweep chose the {kind} prior, lambda {lam:g}; wrote {glass_gguf}", file=sys.stderr)
     else:
-        kind, lam = "activation", 0.5
+        kind, lam = "activation", DEFAULT_LAMBDA_WITH_PRIOR
 
     def run_tasks():
         configs = [Config("dense")]
         for d in (0.5, 0.75):
-            configs += [Config("griffin", d), Config("glass", d, lam if lam not in (0.0, 1.0) else 0.5, kind)]
+            glass_lam = lam if lam not in (0.0, 1.0) else DEFAULT_LAMBDA_WITH_PRIOR   # GLASS, not its end points
+            configs += [Config("griffin", d), Config("glass", d, glass_lam, kind)]
         records = tasks.run_tasks(backend.model, backend.tokenizer, tasks.TASKS, configs, priors, task_limit)
         return {"model": model_path.name, "limit": task_limit, "results": records}
 
@@ -189,73 +200,71 @@ def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens
     try:
         stage("cross", run_cross)
     except GlassUnavailableError as e:     # a stock llama-cpp-python: the torch results stand on their own
-        print(f"skipping the cross-backend check: {e}")
+        print(f"skipping the cross-backend check: {e}", file=sys.stderr)
+    return [p for s in STAGES if (p := out_dir / f"{name}-{s}.json").exists()]
 
 
 # -- docs/results.md ------------------------------------------------------------------------------------------------
 
-def _name(r: dict) -> str:
-    return r["label"].split(" @")[0]
-
-
-def _eval_table(records: list[dict], split: str = "all") -> list[str]:
-    rows = [r for r in records if r["split"] == split]
-    densities = sorted({r["density"] for r in rows if r["method"] != "dense"})
-    names = list(dict.fromkeys(_name(r) for r in rows if r["method"] != "dense"))
-    dense = next((r for r in rows if r["method"] == "dense"), None)
+def _eval_table(records: list[Record], split: str = "all") -> list[str]:
+    rows = [r for r in records if r.split == split]
+    densities = sorted({r.density for r in rows if r.method != "dense"})
+    names = list(dict.fromkeys(r.setting for r in rows if r.method != "dense"))
+    dense = next((r for r in rows if r.method == "dense"), None)
     out = ["| setting | " + " | ".join(f"d={d:g} PPL | d={d:g} KL" for d in densities) + " |",
            "|---|" + "---:|---:|" * len(densities)]
     if dense:
-        out.append(f"| dense | " + " | ".join(f"{dense['ppl']:.3f} | 0" for _ in densities) + " |")
+        out.append("| dense | " + " | ".join(f"{dense.ppl:.3f} | 0" for _ in densities) + " |")
     for name in names:
         cells = []
         for d in densities:
-            r = next((r for r in rows if _name(r) == name and r["density"] == d), None)
-            cells.append("- | -" if r is None else f"{r['ppl']:.3f} | {r['kl']:.4f}")
+            r = next((r for r in rows if r.setting == name and r.density == d), None)
+            cells.append("- | -" if r is None else f"{r.ppl:.3f} | {r.kl:.4f}")
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     return out
 
 
-def _gain_table(records: list[dict], choice: dict | None, split: str = "all") -> list[str]:
+def _is_choice(g: Gain, choice: dict | None) -> bool:
+    return bool(choice) and g.record.prior == choice["prior"] and g.record.lam == choice["lambda"]
+
+
+def _gain_table(records: list[Record], choice: dict | None, split: str = "all") -> list[str]:
     gains = evaluate.improvements(records, split)
-    densities = sorted({g["density"] for g in gains})
+    densities = sorted({g.record.density for g in gains})
     out = ["| density | swept GLASS setting | PPL gain | KL gain | best GLASS setting (by KL) | PPL gain | KL gain |",
            "|---:|---|---:|---:|---|---:|---:|"]
     for d in densities:
-        here = [g for g in gains if g["density"] == d and g["method"] == "glass"]
+        here = [g for g in gains if g.record.density == d and g.record.method == "glass"]
         if not here:
             continue
-        best = max(here, key=lambda g: g["kl_gain_pct"])
-        swept = next((g for g in here if choice and g["prior"] == choice["prior"] and g["lambda"] == choice["lambda"]),
-                     None)
-        s = f"{swept['label'].split(' @')[0]} | {swept['ppl_gain_pct']:+.2f}% | {swept['kl_gain_pct']:+.2f}%" \
-            if swept else "- | - | -"
-        out.append(f"| {d:g} | {s} | {best['label'].split(' @')[0]} | {best['ppl_gain_pct']:+.2f}% | "
-                   f"{best['kl_gain_pct']:+.2f}% |")
+        best = max(here, key=lambda g: g.kl_gain_pct)
+        swept = next((g for g in here if _is_choice(g, choice)), None)
+        s = f"{swept.record.setting} | {swept.ppl_gain_pct:+.2f}% | {swept.kl_gain_pct:+.2f}%" if swept else "- | - | -"
+        out.append(f"| {d:g} | {s} | {best.record.setting} | {best.ppl_gain_pct:+.2f}% | {best.kl_gain_pct:+.2f}% |")
     return out
 
 
-def _summary(records: list[dict], choice: dict | None) -> list[str]:
+def _summary(records: list[Record], choice: dict | None) -> list[str]:
     """Sentences computed from the records: GLASS against GRIFFIN per density, wins and losses."""
-    gains = [g for g in evaluate.improvements(records) if g["method"] == "glass"]
+    gains = [g for g in evaluate.improvements(records) if g.record.method == "glass"]
     if not gains:
         return []
     out = []
     if choice and choice["prior"]:
-        swept = [g for g in gains if g["prior"] == choice["prior"] and g["lambda"] == choice["lambda"]]
+        swept = sorted((g for g in gains if _is_choice(g, choice)), key=lambda g: g.record.density)
         if swept:
-            per = ", ".join(f"{g['density']:g}: PPL {g['ppl_gain_pct']:+.1f}% / KL {g['kl_gain_pct']:+.1f}%"
-                            for g in sorted(swept, key=lambda g: g["density"]))
+            per = ", ".join(f"{g.record.density:g}: PPL {g.ppl_gain_pct:+.1f}% / KL {g.kl_gain_pct:+.1f}%"
+                            for g in swept)
             out.append(f"**Swept setting ({choice['prior']} prior, lambda {choice['lambda']:g}) against GRIFFIN**, "
                        f"by density: {per}.")
-    best_ppl = max(gains, key=lambda g: g["ppl_gain_pct"])
-    best_kl = max(gains, key=lambda g: g["kl_gain_pct"])
-    out.append(f"Largest gains over all GLASS settings: PPL {best_ppl['ppl_gain_pct']:+.1f}% "
-               f"({best_ppl['label']}), KL {best_kl['kl_gain_pct']:+.1f}% ({best_kl['label']}); the paper reports "
-               "up to 45.10% and 25.73%.")
-    losses = [g for g in gains if g["kl_gain_pct"] < 0]
+    best_ppl = max(gains, key=lambda g: g.ppl_gain_pct)
+    best_kl = max(gains, key=lambda g: g.kl_gain_pct)
+    out.append(f"Largest gains over all GLASS settings: PPL {best_ppl.ppl_gain_pct:+.1f}% "
+               f"({best_ppl.record.label}), KL {best_kl.kl_gain_pct:+.1f}% ({best_kl.record.label}); the paper "
+               "reports up to 45.10% and 25.73%.")
+    losses = [g for g in gains if g.kl_gain_pct < 0]
     if losses:
-        out.append("GLASS is worse than GRIFFIN in KL for: " + ", ".join(g["label"] for g in losses) + ".")
+        out.append("GLASS is worse than GRIFFIN in KL for: " + ", ".join(g.record.label for g in losses) + ".")
     return [" ".join(out)]
 
 
@@ -265,10 +274,12 @@ def _load(path: Path):
 
 def render(out_dir: Path, md_path: Path) -> Path:
     """docs/results.md and its plots from the JSON files in out_dir (no model is run)."""
+    from .plots import plot_quality
+
     out_dir, md_path = Path(out_dir), Path(md_path)
     lines = ["# Quality: GLASS against GRIFFIN (short prompt, long generation)", "",
              "Generated by `glass-gguf results` from the JSON files in `docs/results/` (do not edit by hand).", "",
-             "Protocol (DESIGN.md section 6): for every MT-Bench first-turn prompt (chat template applied) the dense",
+             "Protocol (docs/design.md, quality protocol): for every MT-Bench first-turn prompt (chat template applied) the dense",
              "model generates a greedy continuation; every setting selects its FFN neurons from the dense prompt",
              "prefill and scores that continuation teacher-forced under the fixed mask. PPL is the perplexity of the",
              "continuation, KL the mean per-token KL(p_dense || p_setting). The first continuation token comes from",
@@ -301,20 +312,21 @@ def render(out_dir: Path, md_path: Path) -> Path:
                       "model).", ""]
         if ev:
             png = out_dir / f"{name}-eval.png"
-            evaluate.plot(ev["results"], png, f"{name}: {ev['n_prompts']} MT-Bench prompts, "
-                          f"{ev['gen_tokens']} generated tokens ({ev['backend']})")
+            records = [Record.from_json(r) for r in ev["results"]]
+            plot_quality(records, png, f"{name}: {ev['n_prompts']} MT-Bench prompts, "
+                         f"{ev['gen_tokens']} generated tokens ({ev['backend']})")
             lines += [f"### Evaluation ({ev['backend']} backend, {ev['n_prompts']} prompts, up to "
                       f"{ev['gen_tokens']} generated tokens, {ev['mean_generated']:.0f} on average)", "",
                       f"![PPL and KL against density]({png.relative_to(md_path.parent)})", ""]
-            lines += _summary(ev["results"], choice) + [""]
-            lines += _eval_table(ev["results"]) + [""]
-            lines += ["GLASS against GRIFFIN, all prompts:", ""] + _gain_table(ev["results"], choice) + [""]
-            median = next(r["median_prompt_tokens"] for r in ev["results"])
+            lines += _summary(records, choice) + [""]
+            lines += _eval_table(records) + [""]
+            lines += ["GLASS against GRIFFIN, all prompts:", ""] + _gain_table(records, choice) + [""]
+            median = records[0].median_prompt_tokens
             for split, what in (("short", f"prompts of at most {median:.0f} tokens"),
                                 ("long", f"prompts longer than {median:.0f} tokens")):
-                if any(r["split"] == split for r in ev["results"]):
+                if any(r.split == split for r in records):
                     lines += [f"GLASS against GRIFFIN, {what} (chat template included):", ""]
-                    lines += _gain_table(ev["results"], choice, split) + [""]
+                    lines += _gain_table(records, choice, split) + [""]
         if cross:
             lines += ["### Cross-backend check (llama.cpp runtime against the PyTorch reference)", "",
                       f"{cross['n_prompts']} prompts, {cross['gen_tokens']} tokens, the same prompt and "
@@ -340,5 +352,4 @@ def render(out_dir: Path, md_path: Path) -> Path:
                               if r["label"] == n and r["task"] == t) for t in task_names]
                 lines.append(f"| {n} | " + " | ".join(cells) + " |")
             lines.append("")
-    md_path.write_text("\n".join(lines) + "\n")
-    return md_path
+    return write_text(md_path, "\n".join(lines) + "\n")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import datasets, reference
+from .errors import SettingError
 from .reference import Config
 
 TASKS = ("boolq", "piqa", "copa", "hellaswag", "arc_easy", "arc_challenge")
@@ -54,7 +55,7 @@ def to_item(task: str, row: dict) -> Item:
         labels = list(row["choices"]["label"])
         return Item(f"Question: {row['question']}\nAnswer:", tuple(" " + t for t in row["choices"]["text"]),
                     labels.index(row["answerKey"]))
-    raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    raise SettingError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
 
 
 def task_items(task: str, limit: int | None = None) -> list[Item]:
@@ -64,8 +65,8 @@ def task_items(task: str, limit: int | None = None) -> list[Item]:
 
 
 def score_item(model, tokenizer, sparsifier, item: Item, configs: list[Config], priors, seed: int = 0,
-               last_layer_rows: str = "all") -> dict[str, np.ndarray]:
-    """Log-likelihood of every choice under every setting: {label: float64 [n_choices]}."""
+               last_layer_rows: str = "all") -> dict[Config, np.ndarray]:
+    """Log-likelihood of every choice under every setting: {setting: float64 [n_choices]}."""
     import torch
 
     ctx = tokenizer(item.context, add_special_tokens=False)["input_ids"]
@@ -73,7 +74,7 @@ def score_item(model, tokenizer, sparsifier, item: Item, configs: list[Config], 
     P, L = len(ctx), max(len(c) for c in conts)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     x = torch.tensor([ctx + c + [pad] * (L - len(c)) for c in conts])          # right padding: causal, harmless
-    out: dict[str, np.ndarray] = {}
+    out: dict[Config, np.ndarray] = {}
 
     def loglik(logits) -> np.ndarray:
         logp = torch.log_softmax(logits.float(), -1)     # [n_choices, L + 1, vocab]: positions P-1 .. P+L-1
@@ -89,18 +90,19 @@ def score_item(model, tokenizer, sparsifier, item: Item, configs: list[Config], 
         ss, rows = sparsifier.sum_squares, sparsifier.rows
         for c in configs:
             if c.method == "dense":
-                out[c.label] = dense
+                out[c] = dense
                 continue
             masks = reference.select_masks(c, ss, rows, priors, seed)
             sparsifier.sparse([masks] * len(conts), start=P)
-            out[c.label] = loglik(model(x, logits_to_keep=L + 1).logits)
+            out[c] = loglik(model(x, logits_to_keep=L + 1).logits)
             sparsifier.off()
     return out
 
 
 def run_tasks(model, tokenizer, tasks, configs: list[Config], priors=None, limit: int | None = None,
               progress: bool = True) -> list[dict]:
-    """Accuracy records per task and setting: task, method, prior, lambda, density, acc, acc_norm, n."""
+    """Accuracy records per task and setting: task, method, prior, lambda, density, acc, acc_norm, n, and the
+    setting's name and label (for tables)."""
     from tqdm import tqdm
 
     sparsifier = reference.Sparsifier(model)
@@ -108,18 +110,18 @@ def run_tasks(model, tokenizer, tasks, configs: list[Config], priors=None, limit
     try:
         for task in tasks:
             items = task_items(task, limit)
-            hits = {c.label: [0, 0] for c in configs}
+            hits = {c: [0, 0] for c in configs}
             for i, item in enumerate(tqdm(items, desc=task, disable=not progress)):
                 scores = score_item(model, tokenizer, sparsifier, item, configs, priors or {}, seed=i)
                 lengths = np.array([len(ch) for ch in item.choices], dtype=np.float64)
-                for label, ll in scores.items():
-                    hits[label][0] += int(np.argmax(ll) == item.label)
-                    hits[label][1] += int(np.argmax(ll / lengths) == item.label)
+                for c, ll in scores.items():
+                    hits[c][0] += int(np.argmax(ll) == item.label)
+                    hits[c][1] += int(np.argmax(ll / lengths) == item.label)
             for c in configs:
-                acc, acc_norm = hits[c.label]
+                acc, acc_norm = hits[c]
                 records.append({"task": task, "method": c.method, "prior": c.prior, "lambda": c.weight,
                                 "density": c.density, "acc": acc / len(items), "acc_norm": acc_norm / len(items),
-                                "n": len(items), "label": c.label})
+                                "n": len(items), "setting": c.name, "label": c.label})
     finally:
         sparsifier.close()
     return records
@@ -128,6 +130,6 @@ def run_tasks(model, tokenizer, tasks, configs: list[Config], priors=None, limit
 def format_table(records: list[dict]) -> str:
     lines = [f"{'task':14} {'setting':28} {'density':>7} {'acc':>6} {'acc_norm':>8} {'n':>5}"]
     for r in records:
-        lines.append(f"{r['task']:14} {r['label'].split(' @')[0]:28} {r['density']:7.2f} {r['acc']:6.3f} "
+        lines.append(f"{r['task']:14} {r['setting']:28} {r['density']:7.2f} {r['acc']:6.3f} "
                      f"{r['acc_norm']:8.3f} {r['n']:5d}")
     return "\n".join(lines)
