@@ -10,8 +10,8 @@ def test_demo_runs_the_whole_pipeline_and_reuses_artifacts(tmp_path, smollm2_hf_
     out = tmp_path / "demo"
     out.mkdir()
     (out / "hf").symlink_to(smollm2_hf_dir)  # an earlier run's export: the demo must reuse it
-    cmd = [sys.executable, "-m", "glass_gguf.cli", "demo", "--json", "--out", str(out),
-           "--calibration-tokens", "32", "--densities", "0.5,0.9", "--gen-tokens", "12", "--repeats", "1"]
+    cmd = [sys.executable, "-m", "glass_gguf.cli", "demo", "--json", "-o", str(out),
+           "--prior-tokens", "32", "--densities", "0.5,0.9", "--gen-tokens", "12", "--repeats", "1"]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout)

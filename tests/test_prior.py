@@ -10,10 +10,11 @@ from click.testing import CliRunner
 from safetensors.numpy import load_file
 
 from glass_gguf.cli import main
-from glass_gguf.gguf_io import (
-    GlassFormatError, PriorMismatch, UnsupportedModel, embed_prior, merge_priors, read_prior, write_prior,
-)
-from glass_gguf.prior import compute_prior, hf_model_info, parse_shard
+from glass_gguf.errors import GlassFormatError, PriorMismatch, UnsupportedModel
+from glass_gguf.fingerprint import hf_model_info
+from glass_gguf.glass_file import embed_prior
+from glass_gguf.prior import compute_prior, parse_shard
+from glass_gguf.prior_file import merge_priors, read_prior, write_prior
 
 BUDGET = dict(tokens=64, seq_len=16, batch_size=2, threads=1)  # 4 sequences in 2 batches
 
@@ -160,7 +161,8 @@ def test_convert_hf_folder_to_quantized_glass_gguf(single_run, smollm2_hf_dir, t
     r = CliRunner().invoke(main, ["convert", str(smollm2_hf_dir), "--prior", str(prior_path), "-o", str(out),
                                   "--outtype", "q4_0", "--threads", "1"])
     assert r.exit_code == 0, r.output
-    from glass_gguf.gguf_io import gguf_model_info, open_gguf
+    from glass_gguf.fingerprint import gguf_model_info
+    from glass_gguf.gguf_reader import open_gguf
 
     assert gguf_model_info(out).fingerprint == hf_model_info(smollm2_hf_dir).fingerprint
     reader = open_gguf(out)

@@ -1,9 +1,9 @@
 """The PyTorch reference: masks follow method.py exactly, and masking h equals running the compacted FFN."""
 import numpy as np
 import pytest
-import torch
 
 from glass_gguf import method, reference
+from glass_gguf.hf_model import decoder_layers, load_model
 from glass_gguf.reference import Config
 
 PROMPTS = ["Write a haiku about autumn leaves.",
@@ -12,7 +12,7 @@ PROMPTS = ["Write a haiku about autumn leaves.",
 
 @pytest.fixture(scope="module")
 def smollm2(smollm2_hf_dir):
-    return reference.load_model(smollm2_hf_dir, threads=1)
+    return load_model(smollm2_hf_dir, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def priors(smollm2):
     text = "def add(a, b):\n    \"\"\"Return the sum of a and b.\"\"\"\n    return a + b\n\nprint(add(2, 3))\n" * 3
     with reference.Sparsifier(model) as sp:
         h = reference.capture_activations(model, sp, tokenizer(text)["input_ids"])
-    w_down = [layer.mlp.down_proj.weight.detach().numpy() for layer in reference.decoder_layers(model)]
+    w_down = [layer.mlp.down_proj.weight.detach().numpy() for layer in decoder_layers(model)]
     return {"activation": [method.activation_prior(x) for x in h],
             "impact": [method.impact_prior(x, w) for x, w in zip(h, w_down)]}
 
@@ -70,13 +70,15 @@ def test_static_masks_are_prompt_independent_and_glass_masks_are_not(smollm2, pr
 
 
 def test_masking_h_equals_the_compacted_down_projection(smollm2):
+    import torch
+
     model, tokenizer = smollm2
     ids = reference.chat_tokens(tokenizer, PROMPTS[0])
-    down = reference.decoder_layers(model)[3].mlp.down_proj
+    down = decoder_layers(model)[3].mlp.down_proj
     seen = {}
     handle = down.register_forward_hook(lambda m, args, out: seen.update(h=args[0].detach(), y=out.detach()))
     keep = np.sort(np.random.default_rng(0).choice(down.in_features, 512, replace=False))
-    masks = [None] * len(reference.decoder_layers(model))
+    masks = [None] * len(decoder_layers(model))
     masks[3] = keep
     start = len(ids) - 4
     try:
@@ -94,7 +96,7 @@ def test_masking_h_equals_the_compacted_down_projection(smollm2):
 
 def test_random_keeps_k_distinct_neurons_per_layer(smollm2):
     model, _ = smollm2
-    n_layer = len(reference.decoder_layers(model))
+    n_layer = len(decoder_layers(model))
     ss, rows = [np.ones(1536)] * n_layer, [10] * n_layer
     masks = reference.select_masks(Config("random", 0.75), ss, rows, seed=3)
     k = method.neurons_to_keep(1536, 0.75)

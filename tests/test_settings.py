@@ -1,0 +1,31 @@
+"""The one place density, lambda and the thread count are checked and defaulted."""
+import pytest
+
+from glass_gguf import settings
+from glass_gguf.errors import SettingError
+
+
+def test_density_and_lambda_ranges():
+    assert settings.check_density(1) == 1.0 and settings.check_density("0.25") == 0.25
+    assert settings.check_lambda(0) == 0.0 and settings.check_lambda(1.0) == 1.0
+    for bad in (0.0, -0.5, 1.01):
+        with pytest.raises(SettingError, match=rf"density must be in \(0, 1\], got {bad}"):
+            settings.check_density(bad)
+    for bad in (-0.01, 1.5):
+        with pytest.raises(ValueError, match=rf"lambda must be in \[0, 1\], got {bad}"):
+            settings.check_lambda(bad)
+
+
+def test_default_lambda_is_griffin_without_a_prior():
+    assert settings.default_lambda(has_prior=True) == 0.5
+    assert settings.default_lambda(has_prior=False) == 0.0
+    assert settings.DEFAULT_DENSITY == 0.5
+
+
+CPUINFO_2_CORES_4_THREADS = "".join(
+    f"processor\t: {p}\nphysical id\t: 0\ncore id\t\t: {p % 2}\n\n" for p in range(4))
+
+
+def test_physical_cores_count_smt_siblings_once():
+    assert settings.physical_cores(CPUINFO_2_CORES_4_THREADS) == min(2, settings.physical_cores(""))
+    assert settings.physical_cores("") >= 1          # nothing known: the CPUs this process may use
