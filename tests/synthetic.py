@@ -39,6 +39,11 @@ def tiny_gguf(path, arch="llama", n_layer=2, n_embd=64, n_ff=128, fused=False, m
             w.add_tensor(f"blk.{i}.ffn_gate.weight", f32(n_ff, n_embd))
             w.add_tensor(f"blk.{i}.ffn_up.weight", f32(n_ff, n_embd))
             w.add_tensor(f"blk.{i}.ffn_down.weight", f32(n_embd, n_ff))
+    return write_out(w, path)
+
+
+def write_out(w: GGUFWriter, path):
+    """Header, keys and tensors of a GGUFWriter to its file."""
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

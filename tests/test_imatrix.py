@@ -12,7 +12,7 @@ from glass_gguf.fingerprint import gguf_model_info
 from glass_gguf.glass_file import embed_prior
 from glass_gguf.imatrix import prior_from_imatrix
 from glass_gguf.prior_file import read_prior
-from synthetic import tiny_gguf
+from synthetic import tiny_gguf, write_out
 
 
 @pytest.fixture
@@ -37,11 +37,7 @@ def write_imatrix_gguf(path, stats, count):
     for name, sum2 in sorted(stats.items()):
         w.add_tensor(f"{name}.in_sum2", sum2.reshape(1, -1))
         w.add_tensor(f"{name}.counts", np.array([[count]], dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return write_out(w, path)
 
 
 def write_imatrix_dat(path, stats, count, ncall=4):
