@@ -5,7 +5,7 @@ it creates for such a file, with its glass.density and glass.lambda, under plain
 `python -m llama_cpp.server`. Environment variables change that without code:
 
     GLASS_GGUF=off                    dense, even for a GLASS GGUF
-    GLASS_GGUF=on                     GLASS for a stock GGUF too (GRIFFIN unless a prior is set)
+    GLASS_GGUF=on                     GLASS for a stock GGUF too (GRIFFIN, lambda 0, unless a prior is set)
     GLASS_GGUF_DENSITY=0.6            override glass.density
     GLASS_GGUF_LAMBDA=0.25            override glass.lambda
 
@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .runtime import LAYER_HAS_PRIOR, GlassSession
+from .runtime import GlassSession
 
 
 def priors_from(source) -> list[np.ndarray]:
@@ -49,30 +49,29 @@ def load(
 ):
     """A llama_cpp.Llama with GLASS set up; returns (llm, session).
 
-    density/lam default to what the GGUF or sidecar stores (glass.density, glass.lambda), else 0.5 and, without
-    any prior, lambda 0 (GRIFFIN). dense=True gives the same model with GLASS off, for comparisons.
+    Settings are decided by the runtime, as for a plain Llama (GlassSession.resolve_params): the sidecar's or the
+    GGUF's glass.density / glass.lambda, else density 0.5 and lambda 0.5 with a prior, 0 (GRIFFIN) without; then
+    GLASS_GGUF_DENSITY / GLASS_GGUF_LAMBDA; explicit density/lam arguments win over all of them. GLASS_GGUF=off
+    means off here too. dense=True gives the same model with GLASS off, for comparisons.
     """
     import llama_cpp
 
     llama_kwargs.setdefault("verbose", False)
     llm = llama_cpp.Llama(model_path=str(model_path), **llama_kwargs)
     session = GlassSession(llm)
-    if dense:
-        session.disable()
-        return llm, session
-
-    stored = session.params if session.state != "off" else {}
+    file_density = file_lam = None
     if prior is not None:
         if isinstance(prior, (str, Path)):
             check_prior_matches_model(model_path, prior)
             from .gguf_io import read_prior
 
             sidecar = read_prior(prior)
-            stored = {"density": sidecar.density, "lambda": sidecar.lam}
+            file_density, file_lam = sidecar.density, sidecar.lam
         session.set_priors(priors_from(prior))
-    has_prior = any(session.layer_info(il)[1] & LAYER_HAS_PRIOR for il in range(session.n_layer))
-    density = density if density is not None else (stored.get("density") or 0.5)
-    if lam is None:
-        lam = stored.get("lambda") if stored.get("lambda") is not None else (0.5 if has_prior else 0.0)
-    session.enable(density, lam, mode)
+    settings = session.resolve_params(file_density, file_lam)
+    if dense or settings["switch"] == "off":
+        session.disable()
+        return llm, session
+    session.enable(settings["density"] if density is None else density,
+                   settings["lambda"] if lam is None else lam, mode)
     return llm, session

@@ -1,4 +1,4 @@
-"""GLASS neuron selection in numpy: the project's specification (DESIGN.md section 2).
+"""GLASS neuron selection in numpy: the project's specification (docs/design.md, "The method").
 
 For one layer with intermediate activations h_t (row t of an array [tokens, n_ff]):
 
@@ -52,9 +52,14 @@ def ranks(scores: np.ndarray) -> np.ndarray:
     return r
 
 
+def as_float32(x: float) -> float:
+    """A setting as the runtime holds it: the C API, the GGUF keys and the environment all give float32."""
+    return float(np.float32(x))
+
+
 def aggregate(r_glob: np.ndarray, r_loc: np.ndarray, lam: float) -> np.ndarray:
-    """Weighted mean rank, lam on the global rank, computed in float64 exactly as the C++ does."""
-    lam = float(lam)
+    """Weighted mean rank, lam (as float32) on the global rank, computed in float64 exactly as the C++ does."""
+    lam = as_float32(lam)
     return lam * np.asarray(r_glob, dtype=np.float64) + (1.0 - lam) * np.asarray(r_loc, dtype=np.float64)
 
 
@@ -73,7 +78,7 @@ def neurons_to_keep(n_ff: int, density: float) -> int:
         raise ValueError(f"density must be in (0, 1], got {density}")
     if density == 1.0:
         return n_ff
-    exact = float(np.float32(density)) * n_ff
+    exact = as_float32(density) * n_ff
     k = K_MULTIPLE * math.floor(exact / K_MULTIPLE + 0.5)
     return int(min(n_ff, max(K_MULTIPLE, k)))
 

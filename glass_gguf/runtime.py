@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-EXPECTED_API_VERSION = 1
+EXPECTED_API_VERSION = 2
 
 FIX_HINT = (
     "install glass-gguf's patched build: `python3 tools/build_llama_cpp_python.py` from the glass-gguf "
@@ -88,6 +88,11 @@ _SIGNATURES = {
     "llama_glass_get_timings": ([_c_ctx, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)],
                                 ctypes.c_int32),
     "llama_glass_last_error": ([_c_ctx], ctypes.c_char_p),
+    "llama_glass_resolve_params": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float),
+                                    ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    "llama_glass_set_prompt_end": ([_c_ctx, ctypes.c_int32], ctypes.c_int32),
+    "llama_glass_reusable_prefix": ([_c_ctx, ctypes.c_int32], ctypes.c_int32),
+    "llama_glass_get_collected": ([_c_ctx], ctypes.c_int32),
 }
 
 
@@ -129,10 +134,10 @@ class GlassSession:
     def __init__(self, llm):
         self.lib = glass_api()
         self.llm = llm
-        self.ctx = ctypes.c_void_p(llm._ctx.ctx)
+        self.ctx = ctypes.c_void_p(llm.ctx)
         from llama_cpp import llama_cpp as bindings
 
-        self.n_layer = int(bindings.llama_model_n_layer(llm._model.model))
+        self.n_layer = int(bindings.llama_model_n_layer(llm.model))
 
     def _call(self, name: str, *args) -> int:
         return _check(self.lib, self.ctx, getattr(self.lib, name)(self.ctx, *args))
@@ -157,6 +162,28 @@ class GlassSession:
 
     def finalize(self) -> None:
         self._call("llama_glass_finalize")
+
+    def resolve_params(self, density: float | None = None, lam: float | None = None) -> dict:
+        """The settings the runtime itself would use: the given file values (None: the GGUF's glass.* keys, else
+        density 0.5 and lambda 0.5 with a prior, 0 without), then GLASS_GGUF_DENSITY/LAMBDA/MODE. "switch" is
+        "off", "on" or None for GLASS_GGUF. A bad value raises GlassError with the runtime's one-line reason."""
+        d = ctypes.c_float(float("nan") if density is None else density)
+        l_ = ctypes.c_float(float("nan") if lam is None else lam)
+        mode, switch = ctypes.c_int32(), ctypes.c_int32()
+        self._call("llama_glass_resolve_params", ctypes.byref(d), ctypes.byref(l_), ctypes.byref(mode),
+                   ctypes.byref(switch))
+        names = {v: k for k, v in MODES.items()}
+        return {"density": d.value, "lambda": l_.value, "mode": names[mode.value],
+                "switch": {-1: "off", 1: "on"}.get(switch.value)}
+
+    @property
+    def collected(self) -> int:
+        """How many cached positions [0, n) the local statistic covers (the lifecycle rule, docs/runtime.md)."""
+        return self._call("llama_glass_get_collected")
+
+    def reusable_prefix(self, n_past: int) -> int:
+        """Of n_past cached positions, how many a client may keep so that the statistic still covers the cache."""
+        return int(self.lib.llama_glass_reusable_prefix(self.ctx, int(n_past)))
 
     @property
     def state(self) -> str:
