@@ -4,11 +4,18 @@
     python3 tools/build_llama_cpp_python.py                 # build (or reuse the cached wheel) and install into .venv
     python3 tools/build_llama_cpp_python.py --dev-tree DIR  # a git tree of the patched llama.cpp, one commit per patch
     python3 tools/build_llama_cpp_python.py --dev-build DIR # rebuild only libllama from DIR (standalone cmake + ninja)
+    python3 tools/build_llama_cpp_python.py --native host   # llama-cli, -completion, -server, -bench, -imatrix
+    python3 tools/build_llama_cpp_python.py --native aarch64 --cpu armv8-a --only llama-completion --print-path
 
 Recipe: download the pinned sdist with pip, check its sha256, apply patches/llama.cpp/*.patch in order to its
 vendored llama.cpp, build a wheel with portable CPU flags (GGML_NATIVE=OFF: the native build compiles AMX kernels
 that crash on these CPUs), install it. The wheel is cached outside the repository under a key made of the sdist
 digest, the patch digests, the flags and this file's own digest, so any change to the recipe rebuilds.
+
+--native builds llama.cpp's command-line tools from the same patched source tree, for this machine (the wheel's
+flags, so ccache serves most objects from the wheel's build) or cross-compiled for aarch64 (static binaries, one
+file to copy to a device). They are kept under build/<key>/native-<target>-<native key>/bin, where the native key
+adds the target and its flags to the wheel's.
 
 Standard library only: this runs before the virtual environment has anything in it.
 """
@@ -23,6 +30,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 SDIST_NAME = "llama-cpp-python"
@@ -36,8 +44,25 @@ CMAKE_FLAGS = (
     "-DLLAMA_BUILD_SERVER=OFF"
 )
 
+# The command-line tools --native builds (llama-cli is chat-only here; llama-completion -no-cnv is plain completion).
+NATIVE_TOOLS = ("llama-cli", "llama-completion", "llama-server", "llama-bench", "llama-imatrix")
+# On top of the wheel's flags: the tools and the server, without its web UI (no npm, no download at build time).
+TOOL_FLAGS = "-DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF"
+AARCH64_CPUS = ("armv8-a", "armv8.2-a+dotprod")  # GGML_CPU_ARM_ARCH: any 64-bit ARM; ARMv8.2 cores with sdot/udot
+# Static binaries with Debian's cross toolchain: nothing to install on the device. No OpenSSL (no https in tools).
+AARCH64_FLAGS = (
+    "-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 "
+    "-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++ "
+    "-DCMAKE_FIND_ROOT_PATH=/usr/aarch64-linux-gnu -DCMAKE_FIND_ROOT_PATH_MODE_PROGRAM=NEVER "
+    "-DCMAKE_FIND_ROOT_PATH_MODE_LIBRARY=ONLY -DCMAKE_FIND_ROOT_PATH_MODE_INCLUDE=ONLY "
+    "-DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF -DCMAKE_EXE_LINKER_FLAGS=-static "
+    "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF"
+)
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PATCHES = REPO / "patches" / "llama.cpp"
+# applied to the sdist's root (llama_cpp/*.py): where llama-cpp-python itself must tell GLASS what it knows
+PYTHON_PATCHES = REPO / "patches" / "llama-cpp-python"
 BUILD_INFO_NAME = "glass-gguf-build.json"  # written into the venv: what doctor and the tests read
 
 
@@ -59,7 +84,86 @@ def sha256_of(path: Path) -> str:
 
 
 def log(msg: str) -> None:
-    print(f"[build] {msg}", flush=True)
+    print(f"[build] {msg}", file=sys.stderr, flush=True)
+
+
+# What each build needs, how to tell it is there, and the one line that installs it (Debian/Ubuntu).
+def _has(*programs: str) -> bool:
+    return any(shutil.which(p) for p in programs)
+
+
+def _has_venv() -> bool:
+    import importlib.util
+    return all(importlib.util.find_spec(m) is not None for m in ("venv", "ensurepip"))
+
+
+PREREQUISITES = {
+    "cmake": (lambda: _has("cmake"), "apt-get install -y cmake"),
+    "ninja or make": (lambda: _has("ninja", "make"), "apt-get install -y ninja-build"),
+    "a C++ compiler (g++ or clang++)": (lambda: _has("g++", "c++", "clang++"), "apt-get install -y g++"),
+    "patch": (lambda: _has("patch"), "apt-get install -y patch"),
+    "python3-venv": (_has_venv, "apt-get install -y python3-venv"),
+    "aarch64-linux-gnu-g++": (lambda: _has("aarch64-linux-gnu-g++"), "apt-get install -y crossbuild-essential-arm64"),
+    "qemu-aarch64-static": (lambda: _has("qemu-aarch64-static"), "apt-get install -y qemu-user-static"),
+}
+NEEDS = {
+    "wheel": ("cmake", "ninja or make", "a C++ compiler (g++ or clang++)", "patch", "python3-venv"),
+    "host": ("cmake", "ninja or make", "a C++ compiler (g++ or clang++)", "patch"),
+    "aarch64": ("cmake", "ninja or make", "patch", "aarch64-linux-gnu-g++"),
+}
+RUN_NEEDS = {"aarch64": ("qemu-aarch64-static",)}  # only to run the binaries on this machine (the tests)
+
+
+def check_prerequisites(build: str) -> None:
+    """Stop before any work if a tool the build needs is missing, naming each one and the line that installs it."""
+    missing = [name for name in NEEDS[build] if not PREREQUISITES[name][0]()]
+    for name in RUN_NEEDS.get(build, ()):
+        if not PREREQUISITES[name][0]():
+            log(f"note: {name} is missing: needed only to run the binaries here; fix: {PREREQUISITES[name][1]}")
+    if missing:
+        lines = "\n".join(f"  {name:<32} fix: {PREREQUISITES[name][1]}" for name in missing)
+        raise BuildError(f"missing prerequisites for the {build} build:\n{lines}")
+
+
+def ccache_setup(env: dict) -> list[str]:
+    """CMake launcher flags for ccache (installed with apt when we can), with env set so that two build directories
+    next to the same source tree (the wheel's and --native host's) share objects; [] when ccache is unavailable."""
+    if env.get("GLASS_GGUF_CCACHE") == "off":
+        return []
+    if not shutil.which("ccache") and shutil.which("apt-get") and os.geteuid() == 0:
+        log("installing ccache (apt-get install -y ccache); set GLASS_GGUF_CCACHE=off to skip")
+        quiet = dict(env, DEBIAN_FRONTEND="noninteractive")
+        ok = subprocess.run(["apt-get", "install", "-y", "-qq", "ccache"], env=quiet,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        if not ok:  # a fresh image has no package lists yet
+            subprocess.run(["apt-get", "update", "-qq"], env=quiet, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "ccache"], env=quiet,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not shutil.which("ccache"):
+        log("ccache not found: building without it (apt-get install -y ccache lets the wheel and the host tools "
+            "share objects)")
+        return []
+    env.setdefault("CCACHE_DIR", str(cache_dir() / "ccache"))
+    env["CCACHE_BASEDIR"] = str(cache_dir() / "build")  # paths under it are hashed relative to the build directory
+    env["CCACHE_NOHASHDIR"] = "1"
+    return ["-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"]
+
+
+def pin_host_compilers(env: dict) -> None:
+    """The same compiler names for the wheel and --native host: ccache hashes the name (g++ and c++ miss each other)."""
+    for cc, cxx in (("gcc", "g++"), ("clang", "clang++"), ("cc", "c++")):
+        if shutil.which(cc) and shutil.which(cxx):
+            env.setdefault("CC", shutil.which(cc))
+            env.setdefault("CXX", shutil.which(cxx))
+            return
+
+
+def ccache_stats(env: dict) -> dict:
+    """Hits and misses of the ccache in env (zeroed before a build, so they are that build's)."""
+    out = subprocess.run(["ccache", "--print-stats"], env=env, capture_output=True, text=True).stdout
+    stats = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+    hits = int(stats.get("direct_cache_hit", 0)) + int(stats.get("preprocessed_cache_hit", 0))
+    return {"hits": hits, "misses": int(stats.get("cache_miss", 0))}
 
 
 def fetch_sdist(expected_sha256: str) -> Path:
@@ -96,7 +200,7 @@ def patch_files(patches_dir: Path) -> list[Path]:
 def build_key(sdist_sha256: str, patches: list[Path]) -> str:
     h = hashlib.sha256()
     h.update(sdist_sha256.encode())
-    for p in patches:
+    for p in [*patches, *sorted(PYTHON_PATCHES.glob("*.patch"))]:
         h.update(p.name.encode())
         h.update(sha256_of(p).encode())
     h.update(CMAKE_FLAGS.encode())
@@ -138,6 +242,7 @@ def prepare_source(sdist: Path, patches: list[Path], key: str) -> Path:
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         root = extract_sdist(sdist, Path(tmp))
         apply_patches(root / "vendor" / "llama.cpp", patches)
+        apply_patches(root, sorted(PYTHON_PATCHES.glob("*.patch")))
         src.parent.mkdir(parents=True, exist_ok=True)
         os.replace(root, src)
     (src / ".complete").touch()
@@ -150,17 +255,91 @@ def build_wheel(src: Path, key: str) -> Path:
     if found:
         log(f"reusing cached wheel {found[0]}")
         return found[0]
-    log("building the wheel (5-8 minutes on 2 cores)")
-    env = dict(os.environ, CMAKE_ARGS=CMAKE_FLAGS, CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
+    env = dict(os.environ, CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
+    pin_host_compilers(env)
+    launcher = ccache_setup(env)
+    env["CMAKE_ARGS"] = " ".join([CMAKE_FLAGS, *launcher])
+    # A build directory next to the source tree, like --native host's, so ccache sees the same relative paths.
+    build_dir = src.parent / "wheel-build"
+    before = ccache_stats(env) if launcher else None
+    log("building the wheel (about 10 minutes on 2 cores; less when ccache has the objects)")
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", tmp, str(src)], check=True, env=env
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", tmp,
+             "--config-settings", f"build-dir={build_dir}", str(src)],
+            check=True, env=env,
         )
         (wheel,) = Path(tmp).glob("*.whl")
         wheels.mkdir(parents=True, exist_ok=True)
         final = wheels / wheel.name
         os.replace(wheel, final)
+    log(f"wheel built in {time.monotonic() - started:.0f} s{ccache_summary(env, before)}")
+    shutil.rmtree(build_dir, ignore_errors=True)
     return final
+
+
+def ccache_summary(env: dict, before: dict | None) -> str:
+    if before is None:
+        return " (no ccache)"
+    after = ccache_stats(env)
+    return f" (ccache: {after['hits'] - before['hits']} hits, {after['misses'] - before['misses']} misses)"
+
+
+def native_flags(target: str, cpu: str | None) -> str:
+    """The CMake flags of a --native build: the wheel's plus the tools for host; a static cross build for aarch64."""
+    if target == "host":
+        return f"{CMAKE_FLAGS} {TOOL_FLAGS}"
+    return f"{AARCH64_FLAGS} -DGGML_CPU_ARM_ARCH={cpu} {TOOL_FLAGS}"
+
+
+def native_key(wheel_key: str, target: str, cpu: str | None) -> str:
+    h = hashlib.sha256()
+    for part in (wheel_key, target, cpu or "", native_flags(target, cpu)):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def native_dir(src: Path, wheel_key: str, target: str, cpu: str | None) -> Path:
+    """Next to the source tree (the wheel builds next to it too), so ccache shares objects between the two."""
+    variant = target if target == "host" else f"{target}-{cpu.replace('+', '-')}"
+    return src.parent / f"native-{variant}-{native_key(wheel_key, target, cpu)}"
+
+
+def build_native(src: Path, wheel_key: str, target: str, cpu: str | None, tools: tuple[str, ...]) -> Path:
+    """Build the named tools (cached: a tool already built is not looked at again) and return their directory."""
+    build = native_dir(src, wheel_key, target, cpu)
+    bin_dir = build / "bin"
+    todo = [t for t in tools if not (bin_dir / t).exists()]
+    if not todo:
+        log(f"reusing {', '.join(tools)} in {bin_dir}")
+        return bin_dir
+    check_prerequisites(target)
+    env = dict(os.environ)
+    if target == "host":
+        pin_host_compilers(env)
+    launcher = ccache_setup(env)
+    # host: the wheel's top-level CMakeLists (the same compile commands as the wheel: ccache hits); aarch64: llama.cpp's
+    source = src if target == "host" else src / "vendor" / "llama.cpp"
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else ["-G", "Unix Makefiles"]
+    before = ccache_stats(env) if launcher else None
+    started = time.monotonic()
+    if not (build / "CMakeCache.txt").exists():
+        subprocess.run(
+            ["cmake", "-S", str(source), "-B", str(build), *generator, "-DCMAKE_BUILD_TYPE=Release",
+             *native_flags(target, cpu).split(), *launcher],
+            check=True, env=env, stdout=sys.stderr,
+        )
+    log(f"building {', '.join(todo)} for {target}{f' ({cpu})' if cpu else ''}")
+    subprocess.run(["cmake", "--build", str(build), "--parallel", str(os.cpu_count() or 2), "--target", *todo],
+                   check=True, env=env, stdout=sys.stderr)
+    seconds = time.monotonic() - started
+    log(f"built in {seconds:.0f} s{ccache_summary(env, before)}")
+    info = {"key": native_key(wheel_key, target, cpu), "wheel_key": wheel_key, "target": target, "cpu": cpu,
+            "cmake_flags": native_flags(target, cpu), "tools": sorted(p.name for p in bin_dir.glob("llama-*")),
+            "last_build_seconds": round(seconds, 1)}
+    (build / "glass-gguf-native.json").write_text(json.dumps(info, indent=2) + "\n")
+    return bin_dir
 
 
 def install(wheel: Path, venv: Path, info: dict) -> None:
@@ -223,17 +402,41 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prepare-only", action="store_true", help="stop after checking the sdist and applying patches")
     ap.add_argument("--dev-tree", type=Path, metavar="DIR", help="make a git tree of the patched llama.cpp")
     ap.add_argument("--dev-build", type=Path, metavar="DIR", help="rebuild libllama only, from a llama.cpp tree")
+    ap.add_argument("--native", choices=("host", "aarch64"), help="build llama.cpp's tools instead of the wheel")
+    ap.add_argument("--cpu", choices=AARCH64_CPUS, help="GGML_CPU_ARM_ARCH for --native aarch64 (default armv8-a)")
+    ap.add_argument("--only", action="append", choices=NATIVE_TOOLS, metavar="TOOL",
+                    help=f"build only this tool (repeatable; default all of {', '.join(NATIVE_TOOLS)})")
+    ap.add_argument("--print-path", action="store_true", help="print only the binaries' directory on stdout")
     args = ap.parse_args(argv)
+    if args.cpu and args.native != "aarch64":
+        ap.error("--cpu applies to --native aarch64 only")
     try:
         if args.dev_build:
             dev_build(args.dev_build)
             return 0
         patches = patch_files(args.patches)
+        key = build_key(args.sdist_sha256, patches)
+        if args.native:
+            cpu = (args.cpu or AARCH64_CPUS[0]) if args.native == "aarch64" else None
+            tools = tuple(args.only or NATIVE_TOOLS)
+            build = native_dir(cache_dir() / "build" / key / "source", key, args.native, cpu)
+            if not all((build / "bin" / t).exists() for t in tools):  # else nothing to fetch or patch
+                sdist = fetch_sdist(args.sdist_sha256)
+                prepare_source(sdist, patches, key)
+            bin_dir = build_native(cache_dir() / "build" / key / "source", key, args.native, cpu, tools)
+            if args.print_path:
+                print(bin_dir)
+            else:
+                log(f"binaries in {bin_dir}:")
+                for t in tools:
+                    print(bin_dir / t)
+            return 0
+        if not (cache_dir() / "wheels" / key).exists() and not args.prepare_only:
+            check_prerequisites("wheel")
         sdist = fetch_sdist(args.sdist_sha256)
         if args.dev_tree:
             make_dev_tree(sdist, patches, args.dev_tree)
             return 0
-        key = build_key(args.sdist_sha256, patches)
         log(f"build key {key} ({len(patches)} patches)")
         src = prepare_source(sdist, patches, key)
         if args.prepare_only:
