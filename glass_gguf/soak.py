@@ -1,0 +1,111 @@
+"""Soak benchmark: many chat requests to llama-cpp-python's server over loopback, as real clients send them.
+
+Unrelated questions are mixed with two-turn conversations (MT-Bench's own second turns). Two things are measured:
+how much the server's memory grows after warm-up, and how many answers differ from the answer a fresh context
+gives to the same messages (the runtime's lifecycle rule says: none, whatever was asked before).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .server import chat, llama_cpp_server, rss_mb
+
+
+def request_plan(questions: list[dict], n_requests: int) -> list[tuple[int, int]]:
+    """(question index, turn) pairs: every third question is a two-turn conversation, the rest single requests."""
+    plan: list[tuple[int, int]] = []
+    i = 0
+    while len(plan) < n_requests:
+        q = i % len(questions)
+        plan.append((q, 0))
+        if i % 3 == 2 and len(questions[q]["turns"]) > 1 and len(plan) < n_requests:
+            plan.append((q, 1))
+        i += 1
+    return plan
+
+
+def fresh_answer(model_path, messages: list[dict], n_ctx: int, threads: int, max_tokens: int) -> str:
+    """What a brand-new context answers to these messages (the server's defaults, greedy)."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                          verbose=False)
+    try:
+        out = llm.create_chat_completion(messages, temperature=0.0, max_tokens=max_tokens, seed=0)
+        return out["choices"][0]["message"]["content"]
+    finally:
+        llm.close()
+
+
+def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: int = 2048, threads: int = 2,
+             warmup: int = 30, log_path="soak-server.log", progress=None) -> dict:
+    from .datasets import mtbench_questions
+
+    questions = mtbench_questions()
+    plan = request_plan(questions, n_requests)
+    progress = progress or (lambda msg: None)
+    asked: list[list[dict]] = []
+    answers: list[str] = []
+    last_answer: dict[int, str] = {}
+    t0 = time.monotonic()
+    with llama_cpp_server(model_path, log_path=log_path, n_ctx=n_ctx, threads=threads) as server:
+        url, pid = server
+        rss_start = rss_mb(pid)
+        rss_warm = rss_start
+        for n, (q, turn) in enumerate(plan, 1):
+            turns = questions[q]["turns"]
+            messages = [{"role": "user", "content": turns[0]}]
+            if turn == 1:
+                messages += [{"role": "assistant", "content": last_answer[q]}, {"role": "user", "content": turns[1]}]
+            answer = chat(url, messages, max_tokens=max_tokens)
+            last_answer[q] = answer
+            asked.append(messages)
+            answers.append(answer)
+            if n == warmup:
+                rss_warm = rss_mb(pid)
+            if n % 10 == 0 or n == len(plan):
+                progress(f"server: {n}/{len(plan)} requests, RSS {rss_mb(pid):.0f} MB, {time.monotonic() - t0:.0f} s")
+        rss_end = rss_mb(pid)
+
+    differ = []
+    for n, (messages, answer) in enumerate(zip(asked, answers), 1):
+        if fresh_answer(model_path, messages, n_ctx, threads, max_tokens) != answer:
+            differ.append(n)
+        if n % 10 == 0 or n == len(asked):
+            progress(f"fresh contexts: {n}/{len(asked)} answers compared, {len(differ)} differ")
+    return {
+        "model": str(model_path), "requests": len(plan), "two_turn_requests": sum(t for _, t in plan),
+        "max_tokens": max_tokens, "n_ctx": n_ctx, "threads": threads, "warmup_requests": warmup,
+        "rss_start_mb": round(rss_start, 1), "rss_after_warmup_mb": round(rss_warm, 1),
+        "rss_end_mb": round(rss_end, 1), "rss_growth_after_warmup_pct": round(100 * (rss_end / rss_warm - 1), 2),
+        "answers_differing_from_fresh": len(differ), "differing_requests": differ,
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+
+
+@click.command("soak")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--requests", "n_requests", type=click.IntRange(1), default=300, help="chat requests to send")
+@click.option("--gen-tokens", type=click.IntRange(1), default=48, help="max tokens per answer")
+@click.option("--n-ctx", type=click.IntRange(64), default=2048, help="server context size")
+@click.option("--threads", type=click.IntRange(1), default=2, help="server threads")
+@click.option("--warmup", type=click.IntRange(1), default=30, help="requests before the memory baseline")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), default="soak-server.log", help="server log")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def soak_command(model, n_requests, gen_tokens, n_ctx, threads, warmup, log_path, as_json):
+    """Soak llama_cpp.server with GLASS: RSS growth after warm-up and answers that differ from a fresh context's."""
+    result = run_soak(model, n_requests=n_requests, max_tokens=gen_tokens, n_ctx=n_ctx, threads=threads,
+                      warmup=min(warmup, n_requests), log_path=log_path,
+                      progress=lambda msg: click.echo(msg, err=True))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        click.echo(f"{key:32} {value}")
+    if result["answers_differing_from_fresh"]:
+        sys.exit(1)

@@ -1,0 +1,206 @@
+"""The runtime under real clients: the selection for a request depends only on the tokens in the KV cache.
+
+Every test drives the patched build through llama-cpp-python as users do (create_chat_completion, prompt caches,
+save/load, prompt-lookup decoding, the server over loopback) on the real SmolLM2-135M with a prior embedded, and
+compares with what a fresh context does with the same tokens (docs/runtime.md, "Lifecycle").
+"""
+import numpy as np
+import pytest
+
+import llama_cpp
+from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+from glass_gguf.fingerprint import gguf_model_info
+from glass_gguf.glass_file import embed_prior
+from glass_gguf.prior_file import Prior
+from glass_gguf.runtime import GlassSession
+from glass_gguf.server import chat as server_chat
+from glass_gguf.server import llama_cpp_server
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "Explain in a few sentences why the sky is blue."
+OTHERS = [
+    "Write a haiku about autumn leaves.",
+    "What is the capital of Australia, and why was it chosen?",
+    "List three uses of a paperclip.",
+]
+
+
+@pytest.fixture(scope="module")
+def glass_model(smollm2_path, tmp_path_factory):
+    """SmolLM2 with a prior embedded (glass.density 0.5, glass.lambda 0.5): auto-enables in the patched build."""
+    info = gguf_model_info(smollm2_path)
+    rng = np.random.default_rng(0)
+    prior = Prior(kind="activation", source="test:seed=0", tokens=0, fingerprint=info.fingerprint,
+                  scores=[rng.gamma(2.0, 1.0, n).astype(np.float32) for n in info.n_ff])
+    out = tmp_path_factory.mktemp("lifecycle") / "smollm2-glass.gguf"
+    return embed_prior(smollm2_path, prior, out, density=0.5, lam=0.5)
+
+
+def make_llm(path, **kw):
+    kw.setdefault("n_ctx", 1024)
+    return llama_cpp.Llama(model_path=str(path), n_threads=2, n_threads_batch=2, verbose=False, seed=0, **kw)
+
+
+def ask(llm, messages, n=24) -> str:
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    out = llm.create_chat_completion(messages, temperature=0.0, max_tokens=n, seed=0)
+    return out["choices"][0]["message"]["content"]
+
+
+def fresh(glass_model, messages, **kw):
+    """(answer, selection, collected positions) of a brand-new context."""
+    llm = make_llm(glass_model, **kw)
+    answer = ask(llm, messages)
+    glass = GlassSession(llm)
+    return answer, glass.selected(), glass.collected
+
+
+def assert_same_selection(got, want):
+    assert len(got) == len(want)
+    for layer, (g, w) in enumerate(zip(got, want)):
+        assert (g is None) == (w is None), f"layer {layer}"
+        if g is not None:
+            np.testing.assert_array_equal(g, w, err_msg=f"layer {layer}")
+
+
+def jaccard(a, b) -> float:
+    a, b = set(a.tolist()), set(b.tolist())
+    return len(a & b) / len(a | b)
+
+
+def test_unrelated_requests_do_not_change_the_answer(glass_model):
+    want_answer, want_selection, want_collected = fresh(glass_model, QUESTION)
+
+    llm = make_llm(glass_model)
+    for other in OTHERS:
+        ask(llm, other)
+    glass = GlassSession(llm)
+    assert ask(llm, QUESTION) == want_answer
+    assert glass.state == "sparse"
+    assert glass.collected == want_collected, "the statistic covers this prompt, nothing of the earlier ones"
+    assert_same_selection(glass.selected(), want_selection)
+
+
+def test_multi_turn_chat_collects_the_whole_conversation(glass_model):
+    llm = make_llm(glass_model)
+    messages = [{"role": "user", "content": "Give me three tips for learning to play the guitar."}]
+    messages += [{"role": "assistant", "content": ask(llm, messages, n=40)},
+                 {"role": "user", "content": "Which of these matters most for a beginner, and why?"}]
+    ask(llm, messages)
+    glass = GlassSession(llm)
+
+    _, want_selection, want_collected = fresh(glass_model, messages)
+    assert glass.collected == want_collected, "turn two re-reads the first answer densely"
+    for layer, (got, want) in enumerate(zip(glass.selected(), want_selection)):
+        if want is not None:
+            assert jaccard(got, want) >= 0.95, f"layer {layer}"
+
+
+@pytest.mark.parametrize("n_batch,n_ubatch", [(32, 32), (32, 8)])
+def test_prompt_of_n_batch_plus_one_tokens_is_collected_and_runs_dense(glass_model, n_batch, n_ubatch):
+    tokenizer = make_llm(glass_model, n_batch=n_batch, n_ubatch=n_ubatch)
+    text = ("Summarise the plot of a detective story in which the butler did not do it, in two short paragraphs: "
+            "who the victim was, who was suspected first, which clue turned the case, and how it ended.")
+    prompt = tokenizer.tokenize(text.encode())[: n_batch + 1]
+    assert len(prompt) == n_batch + 1
+
+    # logits_all: llama-cpp-python keeps the logits of every position only then
+    dense = make_llm(glass_model, n_batch=n_batch, n_ubatch=n_ubatch, logits_all=True)
+    GlassSession(dense).disable()
+    dense.create_completion(prompt, max_tokens=2, temperature=0.0)
+
+    llm = make_llm(glass_model, n_batch=n_batch, n_ubatch=n_ubatch, logits_all=True)
+    llm.create_completion(prompt, max_tokens=4, temperature=0.0)
+    glass = GlassSession(llm)
+    assert glass.collected == len(prompt), "the one-token last chunk is prompt, collected densely"
+    assert glass.state == "sparse"
+    np.testing.assert_array_equal(llm.scores[len(prompt) - 1], dense.scores[len(prompt) - 1])
+
+
+def test_state_load_decodes_with_the_selection_of_its_own_tokens(glass_model):
+    want_answer, want_selection, _ = fresh(glass_model, QUESTION)
+
+    llm = make_llm(glass_model)
+    ask(llm, QUESTION)
+    saved = llm.save_state()
+    ask(llm, OTHERS[0])  # another request's statistic and selection
+    llm.load_state(saved)
+    assert ask(llm, QUESTION) == want_answer
+    assert_same_selection(GlassSession(llm).selected(), want_selection)
+
+
+def test_ram_prompt_cache_hit_gives_the_fresh_answer(glass_model):
+    want_answer, want_selection, _ = fresh(glass_model, QUESTION)
+
+    llm = make_llm(glass_model)
+    llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=2 << 30))
+    ask(llm, QUESTION)
+    ask(llm, OTHERS[1])
+    assert ask(llm, QUESTION) == want_answer  # served from the cache: a state load
+    assert_same_selection(GlassSession(llm).selected(), want_selection)
+
+
+def test_disk_prompt_cache_hit_gives_the_fresh_answer(glass_model, tmp_path):
+    want_answer, _, _ = fresh(glass_model, OTHERS[2])
+
+    llm = make_llm(glass_model)
+    llm.set_cache(llama_cpp.LlamaDiskCache(cache_dir=str(tmp_path / "cache")))
+    ask(llm, OTHERS[2])
+    ask(llm, QUESTION)
+    assert ask(llm, OTHERS[2]) == want_answer
+
+
+def test_prompt_lookup_decoding_verifies_sparse_without_recollecting(glass_model):
+    text = ("Repeat this list exactly: red apple, green pear, yellow banana, red apple, green pear, yellow banana, "
+            "red apple, green pear, yellow banana.")
+    plain = make_llm(glass_model)
+    want = plain.create_completion(text, max_tokens=48, temperature=0.0)["choices"][0]["text"]
+
+    llm = make_llm(glass_model, draft_model=LlamaPromptLookupDecoding(num_pred_tokens=8))
+    got = llm.create_completion(text, max_tokens=48, temperature=0.0)["choices"][0]["text"]
+    glass = GlassSession(llm)
+    assert got == want
+    assert glass.state == "sparse"
+    assert glass.collected == len(llm.tokenize(text.encode())), "drafted tokens never enter the statistic"
+
+
+def test_last_layer_selection_does_not_depend_on_logits_all(glass_model):
+    _, without, _ = fresh(glass_model, QUESTION, logits_all=False)
+    _, with_all, _ = fresh(glass_model, QUESTION, logits_all=True)
+    assert_same_selection(with_all, without)
+
+
+def test_glass_on_for_a_stock_gguf_runs_griffin(smollm2_path, monkeypatch):
+    monkeypatch.setenv("GLASS_GGUF", "on")
+    llm = make_llm(smollm2_path)
+    glass = GlassSession(llm)
+    assert glass.state == "collect"
+    assert glass.params["lambda"] == 0.0 and glass.params["density"] == 0.5
+    ask(llm, QUESTION)
+    assert glass.state == "sparse"
+
+
+def test_bad_environment_setting_is_refused_not_replaced(glass_model, monkeypatch):
+    monkeypatch.setenv("GLASS_GGUF_DENSITY", "0x1p-2")
+    llm = make_llm(glass_model)
+    glass = GlassSession(llm)
+    assert glass.state == "off"
+    with pytest.raises(Exception, match="GLASS_GGUF_DENSITY=0x1p-2 is not a number in"):
+        glass.resolve_params()
+
+
+def test_server_answers_each_request_as_a_fresh_server_would(glass_model, tmp_path):
+    first = [{"role": "user", "content": OTHERS[0]}]
+    second = [{"role": "user", "content": QUESTION}]
+    with llama_cpp_server(glass_model, log_path=tmp_path / "a.log", n_ctx=1024) as server:
+        server_chat(server.url, first, max_tokens=24)
+        after_other = server_chat(server.url, second, max_tokens=24)
+    with llama_cpp_server(glass_model, log_path=tmp_path / "b.log", n_ctx=1024) as server:
+        alone = server_chat(server.url, second, max_tokens=24)
+    assert after_other == alone
+    log = (tmp_path / "a.log").read_text()
+    assert "glass: enabled (density 0.500, lambda 0.500, auto mode)" in log
+    assert "glass: decoding sparse" in log
