@@ -42,6 +42,8 @@ class BenchResult:
     prefill_glass_ms: float
     prefill_overhead_pct: float
     finalize_pct_of_prefill: float
+    peak_rss_dense_mb: float
+    peak_rss_glass_mb: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,14 +121,25 @@ def _decode(llm, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def run_bench(model_path: Path, density: float, lam: float, threads: int, n_prompt: int, n_gen: int,
-              repeats: int, progress=None) -> BenchResult:
-    import llama_cpp
+def peak_rss_mb() -> float:
+    """The peak resident memory of this process so far (VmHWM), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
-    llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=n_prompt + n_gen + 8, n_batch=max(512, n_prompt),
-                          n_threads=threads, n_threads_batch=threads, verbose=False)
-    glass = GlassSession(llm)
-    glass.disable()  # a GLASS GGUF auto-enables; the dense runs must be dense
+
+def run_bench(model_path: Path, density: float | None, lam: float | None, threads: int, n_prompt: int, n_gen: int,
+              repeats: int, progress=None, prior: str | Path | None = None) -> BenchResult:
+    """density/lam None: what the runtime itself would use for this model (and sidecar prior, if given)."""
+    from .glass_llama import load
+
+    llm, glass = load(model_path, density=density, lam=lam, prior=prior, n_ctx=n_prompt + n_gen + 8,
+                      n_batch=max(512, n_prompt), n_threads=threads, n_threads_batch=threads)
+    if glass.state == "off":
+        raise RuntimeError("GLASS is off for this model (GLASS_GGUF=off?): nothing to compare with dense")
+    density, lam = glass.params["density"], glass.params["lambda"]
+    glass.disable()  # the dense runs must be dense
     tokens = prompt_tokens(llm, n_prompt)
 
     dense_decode, glass_decode, dense_prefill, glass_prefill, finalize = [], [], [], [], []
@@ -146,6 +159,7 @@ def run_bench(model_path: Path, density: float, lam: float, threads: int, n_prom
         finalize.append(glass.timings()["finalize_ms"])
 
     dense_run()  # warm-up: page in the weights, build the graphs
+    rss_dense = peak_rss_mb()  # before GLASS ever compacted anything
     glass_run()
     for timings in (dense_decode, glass_decode, dense_prefill, glass_prefill, finalize):
         timings.clear()
@@ -169,4 +183,5 @@ def run_bench(model_path: Path, density: float, lam: float, threads: int, n_prom
         prefill_dense_ms=pre_dense, prefill_glass_ms=pre_glass,
         prefill_overhead_pct=100.0 * (pre_glass - pre_dense) / pre_dense,
         finalize_pct_of_prefill=100.0 * fin / pre_dense,
+        peak_rss_dense_mb=rss_dense, peak_rss_glass_mb=peak_rss_mb(),
     )

@@ -318,12 +318,11 @@ sidecar_option = click.option("--prior", type=click.Path(exists=True, dir_okay=F
 @lambda_option(help="weight of the global rank [default: the GGUF's or sidecar's, else 0.5 with a prior, 0 without]")
 @sidecar_option
 @click.option("--gen-tokens", type=click.IntRange(1), default=128, help="tokens to generate at most")
-@click.option("--max-tokens", type=click.IntRange(1), hidden=True, help="the old name of --gen-tokens")
 @threads_option()
 @click.option("--chat/--no-chat", default=True, help="apply the model's chat template")
 @click.option("--dense", is_flag=True, help="GLASS off, for comparison")
 @json_option
-def generate(model, prompt, density, lam, prior, gen_tokens, max_tokens, threads, chat, dense, as_json):
+def generate(model, prompt, density, lam, prior, gen_tokens, threads, chat, dense, as_json):
     """Generate greedily from PROMPT and print the text and the decode speed."""
     import time
 
@@ -331,7 +330,6 @@ def generate(model, prompt, density, lam, prior, gen_tokens, max_tokens, threads
     from .gguf_reader import open_gguf
 
     open_gguf(model)  # a corrupt or truncated file gets our message before llama.cpp sees it
-    gen_tokens = max_tokens or gen_tokens
     llm, session = glass_llama.load(model, density=density, lam=lam, prior=prior, dense=dense,
                                     n_ctx=2048, n_threads=threads, n_threads_batch=threads)
     notes = {} if dense else _glass_notes(session)
@@ -384,40 +382,22 @@ def bench(model, density, lam, prior, threads, prompt_tokens, gen_tokens, repeat
 
     from .bench import run_bench
 
-    density, lam = _settings_for(model, prior, density, lam)
-    sidecar = {"prior": prior} if prior else {}   # bench.run_bench(prior=...) loads the sidecar's scores
+    from .gguf_reader import open_gguf
+
+    open_gguf(model)  # a corrupt or truncated file gets our message before llama.cpp sees it
     with tqdm(total=repeats, desc="bench (dense + GLASS)", disable=as_json, unit="repeat") as bar:
         result = run_bench(Path(model), density, lam, threads, prompt_tokens, gen_tokens, repeats,
-                           progress=lambda r: bar.update(1), **sidecar)
+                           progress=lambda r: bar.update(1), prior=prior)
     if as_json:
         return emit(True, result.to_dict())
     click.echo(f"dense  {result.dense_tok_s:8.1f} tok/s")
-    click.echo(f"GLASS  {result.glass_tok_s:8.1f} tok/s   density {density}  lambda {lam}")
+    click.echo(f"GLASS  {result.glass_tok_s:8.1f} tok/s   density {result.density:.3f}  lambda {result.lam:.3f}")
     click.echo(f"speedup {result.speedup:.3f} (ideal {result.ideal_speedup:.3f}, "
                f"{100 * result.speedup / result.ideal_speedup:.0f}% of it)")
     click.echo(f"finalize {result.finalize_ms:.1f} ms ({result.finalize_pct_of_prefill:.1f}% of a "
                f"{result.prompt_tokens}-token prefill); collection overhead in prefill "
                f"{result.prefill_overhead_pct:+.1f}%")
-
-
-def _settings_for(model, prior, density, lam) -> tuple[float, float]:
-    """density and lambda: given, else stored in the sidecar (checked against the model) or the model, else the
-    defaults (settings.default_lambda: 0.5 with a prior, 0 without)."""
-    from . import schema
-    from .fingerprint import gguf_model_info
-    from .gguf_reader import field_value, open_gguf
-    from .prior_file import read_prior, validate_prior
-
-    reader = open_gguf(model)  # a corrupt or truncated file gets our message before llama.cpp sees it
-    if prior:
-        validate_prior(read_prior(prior), gguf_model_info(model), Path(model).name)
-        reader = open_gguf(prior)
-    has_prior = field_value(reader, schema.KEY_VERSION) is not None
-    if density is None:
-        density = field_value(reader, schema.KEY_DENSITY, DEFAULT_DENSITY)
-    if lam is None:
-        lam = field_value(reader, schema.KEY_LAMBDA, default_lambda(has_prior))
-    return float(density), float(lam)
+    click.echo(f"peak RSS dense {result.peak_rss_dense_mb:.0f} MB, with GLASS {result.peak_rss_glass_mb:.0f} MB")
 
 
 # --- quality: eval, sweep, tasks, results (docs/results.md) ----------------------------------------------------------
@@ -637,6 +617,20 @@ def demo(output, density, lam, densities, prior_tokens, gen_tokens, repeats, thr
         f"artifacts and plot: {output}/ (demo.json, demo.png)",
     ]))
 
+
+def _register_extra_commands() -> None:
+    """Commands defined next to their logic: soak (soak.py) and build-native (native.py)."""
+    from .soak import soak_command
+
+    main.add_command(soak_command)
+    try:
+        from .native import build_native
+    except ImportError:
+        return
+    main.add_command(build_native)
+
+
+_register_extra_commands()
 
 if __name__ == "__main__":
     main()

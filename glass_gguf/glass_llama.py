@@ -24,7 +24,7 @@ from .runtime import GlassSession
 def priors_from(source) -> list[np.ndarray]:
     """Per-layer prior arrays from a sidecar / prior GGUF path, or a sequence of arrays."""
     if isinstance(source, (str, Path)):
-        from .gguf_io import read_prior
+        from .prior_file import read_prior
 
         return [np.asarray(s, dtype=np.float32) for s in read_prior(source).scores]
     return [None if s is None else np.asarray(s, dtype=np.float32) for s in source]
@@ -32,7 +32,8 @@ def priors_from(source) -> list[np.ndarray]:
 
 def check_prior_matches_model(model_path: str | Path, prior_path: str | Path) -> None:
     """Refuse a sidecar computed for another model (fingerprint, layer count, lengths), as convert does."""
-    from .gguf_io import gguf_model_info, read_prior, validate_prior
+    from .fingerprint import gguf_model_info
+    from .prior_file import read_prior, validate_prior
 
     validate_prior(read_prior(prior_path), gguf_model_info(model_path), Path(model_path).name)
 
@@ -63,7 +64,7 @@ def load(
     if prior is not None:
         if isinstance(prior, (str, Path)):
             check_prior_matches_model(model_path, prior)
-            from .gguf_io import read_prior
+            from .prior_file import read_prior
 
             sidecar = read_prior(prior)
             file_density, file_lam = sidecar.density, sidecar.lam

@@ -1,0 +1,96 @@
+"""A sidecar prior that every libllama client finds: GLASS_GGUF_PRIOR=PATH, or MODEL.glass-prior.gguf beside it.
+
+No glass_gguf code runs between the user and libllama here: plain llama_cpp.Llama and llama_cpp.server on an
+untouched GGUF, as native binaries would see it. The runtime checks the sidecar against the model (architecture,
+shapes, norm weights) and refuses one computed for another model.
+"""
+import os
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import llama_cpp
+
+from glass_gguf.fingerprint import gguf_model_info
+from glass_gguf.glass_file import sidecar_path, write_sidecar
+from glass_gguf.prior_file import Prior
+from glass_gguf.runtime import LAYER_HAS_PRIOR, GlassSession
+from glass_gguf.server import chat, llama_cpp_server
+
+pytestmark = pytest.mark.slow
+
+
+def seeded_prior(model_path, seed=0) -> Prior:
+    info = gguf_model_info(model_path)
+    rng = np.random.default_rng(seed)
+    return Prior(kind="activation", source=f"test:seed={seed}", tokens=0, fingerprint=info.fingerprint,
+                 scores=[rng.gamma(2.0, 1.0, n).astype(np.float32) for n in info.n_ff])
+
+
+@pytest.fixture()
+def model_with_sidecar(smollm2_path, tmp_path):
+    """A copy of the stock model with MODEL.glass-prior.gguf beside it (density 0.75, lambda 0.25)."""
+    model = tmp_path / "smollm2.gguf"
+    model.symlink_to(smollm2_path)  # the sidecar is looked up beside the path the client opens
+    write_sidecar(model, seeded_prior(model), sidecar_path(model), density=0.75, lam=0.25)
+    return model
+
+
+def load(path, **kw):
+    return llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=2, verbose=False, **kw)
+
+
+def has_priors(glass):
+    return all(glass.layer_info(il)[1] & LAYER_HAS_PRIOR for il in range(glass.n_layer))
+
+
+def test_a_sidecar_beside_the_model_is_picked_up(model_with_sidecar):
+    llm = load(model_with_sidecar)
+    glass = GlassSession(llm)
+    assert glass.params == {"density": 0.75, "lambda": 0.25, "mode": "auto"}
+    assert has_priors(glass)
+    llm.create_completion("The sky is blue because", max_tokens=4, temperature=0.0)
+    assert glass.state == "sparse"
+
+
+def test_glass_gguf_prior_points_at_a_sidecar_anywhere(smollm2_path, tmp_path, monkeypatch):
+    sidecar = write_sidecar(smollm2_path, seeded_prior(smollm2_path), tmp_path / "elsewhere.gguf", density=0.6,
+                            lam=0.5)
+    monkeypatch.setenv("GLASS_GGUF_PRIOR", str(sidecar))
+    glass = GlassSession(load(smollm2_path))
+    assert glass.params["density"] == pytest.approx(0.6)
+    assert has_priors(glass)
+
+
+def test_a_sidecar_for_another_model_is_refused(smollm2_path, tmp_path, monkeypatch):
+    prior = seeded_prior(smollm2_path)
+    fp = prior.fingerprint.split(":")
+    fp[4] = ",".join(str(float(x) * 1.5 + 0.1) for x in fp[4].split(","))  # same shapes, other norm weights
+    sidecar = write_sidecar_unchecked(tmp_path / "other.gguf", replace(prior, fingerprint=":".join(fp)))
+    monkeypatch.setenv("GLASS_GGUF_PRIOR", str(sidecar))
+    glass = GlassSession(load(smollm2_path))
+    assert glass.state == "off", "a refused sidecar leaves a stock model dense"
+    assert not any(glass.layer_info(il)[1] & LAYER_HAS_PRIOR for il in range(glass.n_layer))
+
+
+def write_sidecar_unchecked(path, prior):
+    from glass_gguf.prior_file import write_prior
+
+    return write_prior(path, replace(prior, density=0.5, lam=0.5, shard=None), with_sums=False)
+
+
+def test_the_server_runs_glass_on_an_untouched_gguf_with_a_sidecar(model_with_sidecar, tmp_path):
+    with llama_cpp_server(model_with_sidecar, log_path=tmp_path / "server.log", n_ctx=512) as server:
+        assert chat(server.url, [{"role": "user", "content": "Say hello."}], max_tokens=8)
+    log = (tmp_path / "server.log").read_text()
+    assert f"glass: prior from {sidecar_path(model_with_sidecar)}" in log
+    assert "glass: enabled (density 0.750, lambda 0.250, auto mode)" in log
+    assert "glass: decoding sparse" in log
+
+
+def test_a_named_pipe_as_the_model_fails_at_once(tmp_path):
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError):
+        load(fifo)
