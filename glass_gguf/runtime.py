@@ -93,6 +93,8 @@ _SIGNATURES = {
     "llama_glass_set_prompt_end": ([_c_ctx, ctypes.c_int32], ctypes.c_int32),
     "llama_glass_reusable_prefix": ([_c_ctx, ctypes.c_int32], ctypes.c_int32),
     "llama_glass_get_collected": ([_c_ctx], ctypes.c_int32),
+    "llama_glass_get_abs_sums": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_double), ctypes.c_int64,
+                                  ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
 }
 
 
@@ -237,6 +239,22 @@ class GlassSession:
             buf = np.zeros(n_ff, dtype=np.float64)
             n_rows = ctypes.c_int64()
             self._call("llama_glass_get_stats", il, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), n_ff,
+                       ctypes.byref(n_rows))
+            sums.append(buf)
+            rows.append(n_rows.value)
+        return sums, rows
+
+    def abs_sums(self):
+        """(sum |h| per layer, rows per layer) over the collected rows, the last layer's output rows included:
+        divided, the activation prior of the text the model read (glass-gguf prior on a GGUF)."""
+        import numpy as np
+
+        sums, rows = [], []
+        for il in range(self.n_layer):
+            n_ff = self.layer_info(il)[0]
+            buf = np.zeros(n_ff, dtype=np.float64)
+            n_rows = ctypes.c_int64()
+            self._call("llama_glass_get_abs_sums", il, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), n_ff,
                        ctypes.byref(n_rows))
             sums.append(buf)
             rows.append(n_rows.value)
