@@ -12,6 +12,10 @@ class GlassFormatError(GlassGGUFError):
     """A file is not what it should be (not a GGUF, truncated, no prior ...); the message says which and why."""
 
 
+class NoPrior(GlassFormatError):
+    """A file that should carry a GLASS prior carries none."""
+
+
 class PriorMismatch(GlassFormatError):
     """A prior does not fit the model it is applied to."""
 
@@ -44,3 +48,21 @@ def missing_extra(e: ModuleNotFoundError) -> str | None:
     if root not in EXTRAS:
         return None
     return f"this command needs {root}, which is not installed: pip install 'glass-gguf[{EXTRAS[root]}]'"
+
+
+class FileAccessError(GlassGGUFError):
+    """A file cannot be read or written as asked: not a regular file, no permission, a read-only folder, a full disk,
+    or an output that is one of the command's inputs."""
+
+
+class InvalidGlassFile(GlassFormatError):
+    """A GLASS record of a file (a glass.* key or a GLASS tensor) is malformed: the message names the file, the key or
+    tensor, what was found and what was expected, in one line."""
+
+    def __init__(self, file: str, item: str, found: str, expected: str):
+        super().__init__(f"{file}: {item}: found {found}, expected {expected}")
+        self.file, self.item, self.found, self.expected = file, item, found, expected
+
+
+class GlassWarning(UserWarning):
+    """Something accepted but probably not meant (an all-zero prior layer); the command line prints it on stderr."""

@@ -14,21 +14,24 @@ from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
 from gguf.constants import GGUF_MAGIC
 from gguf.quants import dequantize
 
-from .errors import GlassFormatError
+from .errors import FileAccessError, GlassFormatError
+from .paths import regular_file
 
 _CACHED_READERS = 4
 _READERS: dict[tuple, GGUFReader] = {}
 
 
 def open_gguf(path: str | os.PathLike) -> GGUFReader:
-    """A GGUFReader on `path`, with every failure (not a GGUF, truncated, big-endian) turned into one clear error."""
+    """A GGUFReader on `path`, with every failure (no such file, not a regular file, unreadable, not a GGUF,
+    truncated, big-endian) turned into one clear error. A FIFO or device is refused before it is opened."""
     path = Path(path)
-    if not path.is_file():
-        raise GlassFormatError(f"{path}: no such file")
-    st = path.stat()
-    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    st = regular_file(path)
+    key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _READERS:
-        _READERS[key] = _open(path, st.st_size)
+        try:
+            _READERS[key] = _open(path, st.st_size)
+        except OSError as e:
+            raise FileAccessError(f"{path}: cannot read it: {e.strerror or e}") from e
         while len(_READERS) > _CACHED_READERS:
             _READERS.pop(next(iter(_READERS)))
     return _READERS[key]
@@ -100,8 +103,20 @@ def field_value(reader: GGUFReader, key: str, default=None):
         if f.types[-1] == GGUFValueType.STRING:
             return [bytes(f.parts[i]).decode("utf-8", errors="replace") for i in f.data]
         return [x.item() for i in f.data for x in f.parts[i]]
+    if f.types == [GGUFValueType.STRING]:
+        return bytes(f.parts[-1]).decode("utf-8", errors="replace")
     value = f.contents()
     return value.item() if isinstance(value, np.generic) else value
+
+
+def field_array(reader: GGUFReader, key: str) -> np.ndarray | None:
+    """A numeric array key as one numpy array (its element type), or None if absent or not a numeric array."""
+    f = reader.get_field(key)
+    if f is None or len(f.types) != 2 or f.types[0] != GGUFValueType.ARRAY or f.types[1] == GGUFValueType.STRING:
+        return None
+    if not f.data:
+        return np.zeros(0, dtype=reader.gguf_scalar_to_np[f.types[1]])
+    return np.concatenate([f.parts[i] for i in f.data])
 
 
 def tensor_array(t) -> np.ndarray:

@@ -14,12 +14,12 @@ from gguf import GGMLQuantizationType, GGUFValueType
 _COPY_BLOCK = 64 << 20   # bytes per write when copying a model's data section
 
 _SCALAR_FORMATS = {
-    GGUFValueType.UINT32: "<I",
-    GGUFValueType.UINT64: "<Q",
-    GGUFValueType.FLOAT32: "<f",
-    GGUFValueType.INT32: "<i",
+    GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H", GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i", GGUFValueType.UINT64: "<Q", GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT32: "<f", GGUFValueType.FLOAT64: "<d", GGUFValueType.BOOL: "<?",
 }
-_NP_TYPES = {np.dtype(np.float32): GGMLQuantizationType.F32, np.dtype(np.float64): GGMLQuantizationType.F64}
+_NP_TYPES = {np.dtype(np.float32): GGMLQuantizationType.F32, np.dtype(np.float64): GGMLQuantizationType.F64,
+             np.dtype(np.float16): GGMLQuantizationType.F16}
 
 
 def align(n: int, alignment: int) -> int:
@@ -33,10 +33,22 @@ def _str(s: str) -> bytes:
 
 def kv(key: str, vtype: GGUFValueType, value) -> bytes:
     """One key/value record (string or scalar)."""
-    head = _str(key) + struct.pack("<I", int(vtype))
+    return _str(key) + struct.pack("<I", int(vtype)) + _value(vtype, value)
+
+
+def kv_array(key: str, itype: GGUFValueType, values) -> bytes:
+    """One key/value record holding an array of strings or scalars (a numpy array of numbers is packed at once)."""
+    head = _str(key) + struct.pack("<IIQ", int(GGUFValueType.ARRAY), int(itype), len(values))
+    if itype == GGUFValueType.STRING:
+        return head + b"".join(_str(v) for v in values)
+    fmt = _SCALAR_FORMATS[itype]
+    return head + np.asarray(values, dtype=np.dtype(fmt)).tobytes()
+
+
+def _value(vtype: GGUFValueType, value) -> bytes:
     if vtype == GGUFValueType.STRING:
-        return head + _str(value)
-    return head + struct.pack(_SCALAR_FORMATS[vtype], value)
+        return _str(value)
+    return struct.pack(_SCALAR_FORMATS[vtype], value)
 
 
 def tensor_info(name: str, arr: np.ndarray, offset: int) -> bytes:

@@ -1,10 +1,14 @@
 """GLASS models and sidecars: add a prior to a model GGUF (convert), write it beside one, or take it out (strip).
 
 - embed_prior: every key/value record and tensor-info record of the model is copied byte for byte and in order,
-  its data section as one block; the glass.* keys and blk.{i}.ffn_glass_prior tensors are appended after them.
+  its data section as one block; the glass.* keys and blk.{i}.ffn_glass_prior tensors are appended after them. In
+  the metadata form (portable: stock llama.cpp loads the file as a dense model) the scores are glass.prior.blk.{i}
+  array keys instead, and the tensors and data section are the model's alone.
 - write_sidecar: only the prior tensors and glass.* keys, next to an untouched model (stock llama.cpp refuses a
   file with tensors it does not know).
-- strip: the model without anything GLASS added; for a file made by embed_prior, the original bytes exactly.
+- strip: the model without anything GLASS added; for a file made by embed_prior (either form), the original bytes
+  exactly.
+Inputs are checked (validate.py) and an output is never one of the inputs (paths.check_outputs).
 """
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ from .errors import GlassFormatError
 from .fingerprint import model_info
 from .gguf_reader import open_gguf
 from .gguf_writer import align, encode_tensor_info, layout, write_data, write_header
-from .prior_file import Prior, glass_kvs, prior_tensors, validate_prior, write_prior
+from .paths import check_outputs
+from .prior_file import Prior, glass_kvs, prior_tensors, write_prior
 from .settings import check_density, check_lambda
+from .validate import checked_records, validate_prior
 
 
 def sidecar_path(model_path: str | os.PathLike) -> Path:
@@ -32,18 +38,20 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
 
 
 def embed_prior(
-    model_path: str | os.PathLike, prior: Prior, out_path: str | os.PathLike, *, density: float, lam: float
+    model_path: str | os.PathLike, prior: Prior, out_path: str | os.PathLike, *, density: float, lam: float,
+    form: str = schema.FORM_TENSORS,
 ) -> Path:
-    """A GLASS model: every key and tensor of the model byte for byte, then the glass.* keys and prior tensors.
+    """A GLASS model: every key and tensor of the model byte for byte, then the glass.* keys and the prior, as
+    tensors (form "tensors", the default) or as one array key per layer (form "metadata", portable).
 
-    A model that already carries a prior has it replaced.
+    A model that already carries a prior (in either form) has it replaced.
     """
     model_path, out_path = Path(model_path), Path(out_path)
-    if model_path.resolve() == out_path.resolve():
-        raise GlassFormatError("the output must be a new file, not the input model")
+    check_outputs([out_path], [model_path])
     reader = _checked_model(model_path, prior)
     prior = replace(prior, density=check_density(density), lam=check_lambda(lam))
-    _rewrite(reader, out_path, glass_kvs(prior, with_shard=False), prior_tensors(prior, with_sums=False))
+    tensors = prior_tensors(prior, with_sums=False) if form == schema.FORM_TENSORS else []
+    _rewrite(reader, out_path, glass_kvs(prior, with_shard=False, form=form), tensors)
     return out_path
 
 
@@ -51,29 +59,29 @@ def write_sidecar(
     model_path: str | os.PathLike, prior: Prior, out_path: str | os.PathLike | None, *, density: float, lam: float
 ) -> Path:
     """A sidecar for an untouched model (default name: sidecar_path), checked against the model."""
+    out_path = Path(out_path or sidecar_path(model_path))
+    check_outputs([out_path], [model_path])
     _checked_model(Path(model_path), prior)
     prior = replace(prior, density=check_density(density), lam=check_lambda(lam), shard=None)
-    return write_prior(out_path or sidecar_path(model_path), prior, with_sums=False)
+    return write_prior(out_path, prior, with_sums=False)
 
 
 def strip(glass_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
-    """A stock GGUF from a GLASS model: without the prior tensors and glass.* keys, else byte for byte."""
+    """A stock GGUF from a GLASS model (either form): without the prior and glass.* keys, else byte for byte."""
     glass_path, out_path = Path(glass_path), Path(out_path)
-    if glass_path.resolve() == out_path.resolve():
-        raise GlassFormatError("the output must be a new file, not the input")
-    reader = open_gguf(glass_path)
-    has_glass = any(k.startswith(schema.KEY_PREFIX) for k in reader.fields) or any(
-        schema.is_glass_tensor(t.name) for t in reader.tensors
-    )
-    if not has_glass:
+    check_outputs([out_path], [glass_path])
+    records = checked_records(glass_path)
+    if records.form is None:
         raise GlassFormatError(f"{glass_path.name} carries no GLASS prior: nothing to strip")
-    if all(schema.is_glass_tensor(t.name) for t in reader.tensors):
+    if not records.has_model:
         raise GlassFormatError(f"{glass_path.name} is a prior file or sidecar, not a model: nothing would be left")
-    _rewrite(reader, out_path, [], [])
+    _rewrite(open_gguf(glass_path), out_path, [], [])
     return out_path
 
 
 def _checked_model(model_path: Path, prior: Prior) -> GGUFReader:
+    """The model's reader, once its own GLASS records (a prior it already carries) and the new prior are checked."""
+    checked_records(model_path)
     reader = open_gguf(model_path)
     validate_prior(prior, model_info(reader, model_path.name), model_path.name)
     return reader

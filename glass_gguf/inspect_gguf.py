@@ -1,4 +1,5 @@
-"""What a GGUF is (model, GLASS model, prior file, sidecar), its FFN shape, glass.* keys and prior summary."""
+"""What a GGUF is (model, GLASS model, prior file, sidecar), its FFN shape, glass.* keys, the form of its prior
+(tensors or metadata) and a per-layer summary of it. The file is checked first (validate.checked_records)."""
 from __future__ import annotations
 
 import os
@@ -10,17 +11,19 @@ from . import schema
 from .errors import UnsupportedModel
 from .fingerprint import model_info
 from .gguf_reader import field_value, open_gguf
-from .prior_file import read_prior
+from .validate import checked_records
 
 
 def inspect_file(path: str | os.PathLike) -> dict:
-    """A JSON-ready description of a GGUF: file, bytes, tensors, type, model shape, glass keys, prior per layer."""
+    """A JSON-ready description of a GGUF: file, bytes, tensors, type, model shape, glass keys, prior form and per
+    layer summary (the per-layer score keys of the metadata form are summarized, not listed)."""
     path = Path(path)
     reader = open_gguf(path)
-    keys = {k: field_value(reader, k) for k in reader.fields if k.startswith(schema.KEY_PREFIX)}
+    records = checked_records(path)
+    keys = records.keys
     out: dict = {"file": str(path), "bytes": path.stat().st_size, "tensors": len(reader.tensors)}
     gtype = field_value(reader, "general.type")
-    has_model = field_value(reader, "general.architecture") is not None and gtype != schema.PRIOR_FILE_TYPE
+    has_model = records.has_model
     if has_model:
         try:
             info = model_info(reader, path.name)
@@ -31,11 +34,13 @@ def inspect_file(path: str | os.PathLike) -> dict:
             out.update(arch=field_value(reader, "general.architecture"), unsupported=str(e))
     out["type"] = _file_type(has_model, keys, gtype)
     out["glass"] = keys
-    if keys:
-        prior = read_prior(path)
-        if prior.sums is not None:
+    if records.form is not None:
+        out["form"] = records.form
+        if records.sums is not None:
             out["mergeable"] = True
-        out["prior"] = [layer_summary(i, s) for i, s in enumerate(prior.scores)]
+        if records.warnings:
+            out["warnings"] = records.warnings
+        out["prior"] = [layer_summary(i, s) for i, s in enumerate(records.scores)]
     return out
 
 

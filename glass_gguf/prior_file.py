@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFValueType
+from gguf import GGUFValueType
 from gguf.constants import GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC
 
 from . import schema
 from .atomic import atomic_output
-from .errors import GlassFormatError, PriorMismatch
-from .fingerprint import ModelInfo, fingerprints_match
-from .gguf_reader import field_value, open_gguf
-from .gguf_writer import kv, layout, write_data, write_header
+from .errors import GlassFormatError, NoPrior, PriorMismatch
+from .fingerprint import fingerprints_match
+from .gguf_writer import kv, kv_array, layout, write_data, write_header
+from .validate import GlassRecords, check_scores, checked_records, validate_prior  # noqa: F401 (validate_prior)
 
 
 @dataclass
@@ -44,37 +44,12 @@ class Prior:
         return len(self.scores)
 
 
-# --- validation ----------------------------------------------------------------------------------------------------
-
-
-def validate_prior(prior: Prior, info: ModelInfo, name: str = "model") -> None:
-    """Refuse a prior made for another model, with the wrong layer count or length, or with NaN/inf."""
-    if prior.kind not in schema.PRIOR_KINDS:
-        raise PriorMismatch(f"prior kind {prior.kind!r} is not one of {', '.join(schema.PRIOR_KINDS)}")
-    if not fingerprints_match(prior.fingerprint, info.fingerprint):
-        raise PriorMismatch(
-            f"the prior was computed for another model: prior fingerprint {prior.fingerprint}, "
-            f"{name} fingerprint {info.fingerprint}"
-        )
-    if prior.n_layer != info.n_layer:
-        raise PriorMismatch(f"the prior has {prior.n_layer} layers, {name} has {info.n_layer}")
-    for i, (s, n) in enumerate(zip(prior.scores, info.n_ff)):
-        if s.shape != (n,):
-            raise PriorMismatch(f"layer {i}: the prior has {s.size} values, {name}'s FFN has {n} neurons")
-    check_finite(prior)
-
-
-def check_finite(prior: Prior) -> None:
-    for i, s in enumerate(prior.scores):
-        if not np.all(np.isfinite(s)):
-            raise PriorMismatch(f"layer {i}: the prior contains NaN or inf")
-
-
 # --- the records a prior adds to a GGUF ------------------------------------------------------------------------------
 
 
-def glass_kvs(prior: Prior, with_shard: bool) -> list[bytes]:
-    """The glass.* key/value records of a prior, in schema order."""
+def glass_kvs(prior: Prior, with_shard: bool, form: str = schema.FORM_TENSORS) -> list[bytes]:
+    """The glass.* key/value records of a prior, in schema order; in the metadata form (`convert --portable`) with
+    glass.prior.form and one array key of scores per layer."""
     kvs = [
         kv(schema.KEY_VERSION, GGUFValueType.UINT32, schema.GLASS_VERSION),
         kv(schema.KEY_PRIOR_KIND, GGUFValueType.STRING, prior.kind),
@@ -88,6 +63,12 @@ def glass_kvs(prior: Prior, with_shard: bool) -> list[bytes]:
         kvs.append(kv(schema.KEY_LAMBDA, GGUFValueType.FLOAT32, float(prior.lam)))
     if with_shard and prior.shard is not None:
         kvs.append(kv(schema.KEY_PRIOR_SHARD, GGUFValueType.STRING, prior.shard))
+    if form == schema.FORM_METADATA:
+        kvs.append(kv(schema.KEY_PRIOR_FORM, GGUFValueType.STRING, form))
+        kvs += [kv_array(schema.prior_key_name(i), GGUFValueType.FLOAT32, np.asarray(s, dtype=np.float32))
+                for i, s in enumerate(prior.scores)]
+    elif form != schema.FORM_TENSORS:
+        raise ValueError(f"unknown prior form {form!r}")
     return kvs
 
 
@@ -106,7 +87,8 @@ def prior_tensors(prior: Prior, with_sums: bool) -> list[tuple[str, np.ndarray]]
 
 def write_prior(path: str | os.PathLike, prior: Prior, *, with_sums: bool = True) -> Path:
     """A prior file (or, without sums and with density/lambda, a sidecar): glass.* keys and per-layer tensors."""
-    check_finite(prior)
+    for i, s in enumerate(prior.scores):
+        check_scores(s, Path(path).name, schema.prior_tensor_name(i))
     kvs = [kv("general.type", GGUFValueType.STRING, schema.PRIOR_FILE_TYPE)] + glass_kvs(prior, with_shard=True)
     infos, chunks, _ = layout(prior_tensors(prior, with_sums), GGUF_DEFAULT_ALIGNMENT)
     with atomic_output(path) as f:
@@ -116,47 +98,26 @@ def write_prior(path: str | os.PathLike, prior: Prior, *, with_sums: bool = True
 
 
 def read_prior(path: str | os.PathLike) -> Prior:
-    """The prior in a prior file, a sidecar or a GLASS model."""
-    name = Path(path).name
-    reader = open_gguf(path)
-    version = field_value(reader, schema.KEY_VERSION)
-    if version is None:
-        raise GlassFormatError(f"{name}: no GLASS prior in this file (no {schema.KEY_VERSION} key)")
-    if version != schema.GLASS_VERSION:
-        raise GlassFormatError(f"{name}: GLASS schema version {version}, this tool reads {schema.GLASS_VERSION}")
-    scores, sums = _read_layers(reader, name)
-    kind = field_value(reader, schema.KEY_PRIOR_KIND)
-    if kind not in schema.PRIOR_KINDS:
-        raise GlassFormatError(f"{name}: {schema.KEY_PRIOR_KIND} is {kind!r}, expected one of {schema.PRIOR_KINDS}")
+    """The prior in a prior file, a sidecar or a GLASS model (either form), checked (validate.checked_records)."""
+    records = checked_records(path)
+    if records.form is None:
+        raise NoPrior(f"{Path(path).name}: no GLASS prior in this file (no {schema.KEY_VERSION} key)")
+    return prior_from_records(records)
+
+
+def prior_from_records(records: GlassRecords) -> Prior:
+    keys = records.keys
     return Prior(
-        kind=kind,
-        source=field_value(reader, schema.KEY_PRIOR_SOURCE, ""),
-        tokens=int(field_value(reader, schema.KEY_PRIOR_TOKENS, 0)),
-        fingerprint=field_value(reader, schema.KEY_MODEL_FINGERPRINT, ""),
-        scores=scores,
-        sums=sums if all(s is not None for s in sums) else None,
-        shard=field_value(reader, schema.KEY_PRIOR_SHARD),
-        density=field_value(reader, schema.KEY_DENSITY),
-        lam=field_value(reader, schema.KEY_LAMBDA),
+        kind=keys[schema.KEY_PRIOR_KIND],
+        source=keys[schema.KEY_PRIOR_SOURCE],
+        tokens=keys[schema.KEY_PRIOR_TOKENS],
+        fingerprint=keys[schema.KEY_MODEL_FINGERPRINT],
+        scores=records.scores,
+        sums=records.sums,
+        shard=keys.get(schema.KEY_PRIOR_SHARD),
+        density=keys.get(schema.KEY_DENSITY),
+        lam=keys.get(schema.KEY_LAMBDA),
     )
-
-
-def _read_layers(reader, name: str) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-    """Scores (and sums, None where absent) of layers 0 .. N-1; refuses gaps and stray prior tensors."""
-    tensors = {t.name: t for t in reader.tensors}
-    scores, sums = [], []
-    while schema.prior_tensor_name(len(scores)) in tensors:
-        i = len(scores)
-        t = tensors[schema.prior_tensor_name(i)]
-        if t.tensor_type != GGMLQuantizationType.F32 or len(t.shape) != 1:
-            raise GlassFormatError(f"{name}: {t.name} must be a 1-D F32 tensor, found {t.tensor_type.name}")
-        scores.append(np.array(t.data, dtype=np.float32))
-        st = tensors.get(schema.prior_sum_tensor_name(i))
-        sums.append(None if st is None else np.array(st.data, dtype=np.float64))
-    stray = [n for n in tensors if schema.is_glass_tensor(n) and int(n.split(".")[1]) >= len(scores)]
-    if not scores or stray:
-        raise GlassFormatError(f"{name}: the prior tensors are not blk.0 .. blk.N-1 ({len(scores)} found in order)")
-    return scores, sums
 
 
 # --- merging -------------------------------------------------------------------------------------------------------

@@ -64,11 +64,11 @@ def read_priors(files) -> dict[str, list[np.ndarray]]:
 
 def model_priors(model_path: Path) -> dict[str, list[np.ndarray]]:
     """The prior a GLASS GGUF carries ({} for a stock GGUF)."""
-    from .errors import GlassFormatError
+    from .errors import NoPrior
 
     try:
         return read_priors([model_path])
-    except GlassFormatError:
+    except NoPrior:
         return {}
 
 

@@ -4,13 +4,18 @@ They stand in for a model wherever the behaviour depends on the file format only
 for architectures GLASS must refuse (phi3's fused FFN, MoE), and for a second, different model.
 """
 import numpy as np
-from gguf import GGUFWriter
+from gguf import GGUFValueType, GGUFWriter
 
 from glass_gguf.prior_file import Prior
 
+U32, U64, I64, F32, STR, ARR = (GGUFValueType.UINT32, GGUFValueType.UINT64, GGUFValueType.INT64,
+                                GGUFValueType.FLOAT32, GGUFValueType.STRING, GGUFValueType.ARRAY)
 
-def tiny_gguf(path, arch="llama", n_layer=2, n_embd=64, n_ff=128, fused=False, moe=False, seed=0):
-    """A small but complete model GGUF (random F32 weights) of the given architecture."""
+
+def tiny_gguf(path, arch="llama", n_layer=2, n_embd=64, n_ff=128, fused=False, moe=False, seed=0,
+              keys=None, tensors=None):
+    """A small but complete model GGUF (random F32 weights) of the given architecture; `keys` ({key: (type, value)
+    or (ARR, values, item type)}) and `tensors` ({name: array}) are added after the model's own."""
     rng = np.random.default_rng(seed)
     w = GGUFWriter(str(path), arch)
     w.add_block_count(n_layer)
@@ -39,7 +44,49 @@ def tiny_gguf(path, arch="llama", n_layer=2, n_embd=64, n_ff=128, fused=False, m
             w.add_tensor(f"blk.{i}.ffn_gate.weight", f32(n_ff, n_embd))
             w.add_tensor(f"blk.{i}.ffn_up.weight", f32(n_ff, n_embd))
             w.add_tensor(f"blk.{i}.ffn_down.weight", f32(n_embd, n_ff))
-    return write_out(w, path)
+    return write_out(_add(w, keys, tensors), path)
+
+
+def prior_gguf(path, keys, tensors):
+    """A prior file or sidecar (no model) with exactly these keys and tensors, written by gguf-py."""
+    w = GGUFWriter(str(path), "unused")
+    w.kv_data[0].clear()
+    return write_out(_add(w, {"general.type": (STR, "glass-prior"), **keys}, tensors), path)
+
+
+def glass_keys(prior: Prior, density=0.5, lam=0.5, form=None) -> dict:
+    """The glass.* keys of schema v1 for `prior` ({key: (type, value)}), spelled out independently of glass-gguf's
+    writer; with form="metadata" also the per-layer array keys of the portable form."""
+    keys = {"glass.version": (U32, 1), "glass.prior.kind": (STR, prior.kind), "glass.prior.source": (STR, prior.source),
+            "glass.prior.tokens": (U64, prior.tokens), "glass.prior.model_fingerprint": (STR, prior.fingerprint)}
+    if density is not None:
+        keys["glass.density"] = (F32, density)
+    if lam is not None:
+        keys["glass.lambda"] = (F32, lam)
+    if prior.shard is not None:
+        keys["glass.prior.shard"] = (STR, prior.shard)
+    if form == "metadata":
+        keys["glass.prior.form"] = (STR, "metadata")
+        keys.update({f"glass.prior.blk.{i}": (ARR, [float(x) for x in s], F32) for i, s in enumerate(prior.scores)})
+    return keys
+
+
+def glass_tensors(prior: Prior, sums=False) -> dict:
+    """{name: array} of the prior tensors (and the sums behind them)."""
+    out = {}
+    for i, s in enumerate(prior.scores):
+        out[f"blk.{i}.ffn_glass_prior"] = np.asarray(s, dtype=np.float32)
+        if sums:
+            out[f"blk.{i}.ffn_glass_prior_sum"] = np.asarray(prior.sums[i], dtype=np.float64)
+    return out
+
+
+def _add(w: GGUFWriter, keys, tensors) -> GGUFWriter:
+    for key, (vtype, value, *sub) in (keys or {}).items():
+        w.add_key_value(key, value, vtype, sub[0] if sub else None)
+    for name, arr in (tensors or {}).items():
+        w.add_tensor(name, arr)
+    return w
 
 
 def write_out(w: GGUFWriter, path):

@@ -1,8 +1,10 @@
 """Reading GGUFs: the fast vocabulary parse equals gguf-py's, and a bad file gets one clear error."""
+import os
+
 import pytest
 from gguf import GGUFReader
 
-from glass_gguf.errors import GlassFormatError
+from glass_gguf.errors import FileAccessError, GlassFormatError
 from glass_gguf.gguf_reader import FastReader, field_value, open_gguf
 from synthetic import tiny_gguf
 
@@ -46,5 +48,13 @@ def test_not_a_gguf_and_no_file(tmp_path):
     (tmp_path / "noise.gguf").write_bytes(b"NOPE" + bytes(1000))
     with pytest.raises(GlassFormatError, match="not a GGUF file"):
         open_gguf(tmp_path / "noise.gguf")
-    with pytest.raises(GlassFormatError, match="no such file"):
+    with pytest.raises(FileAccessError, match="no such file"):
         open_gguf(tmp_path / "missing.gguf")
+
+
+def test_a_fifo_a_device_or_a_folder_is_refused_before_it_is_opened(tmp_path):
+    os.mkfifo(tmp_path / "pipe.gguf")       # opening it for reading would block until a writer comes
+    for path, kind in [(tmp_path / "pipe.gguf", "a named pipe"), ("/dev/null", "a character device"),
+                       (tmp_path, "a folder")]:
+        with pytest.raises(FileAccessError, match=f"is {kind}.*, expected a regular file"):
+            open_gguf(path)

@@ -10,10 +10,10 @@ import pytest
 
 from glass_gguf import gguf_writer, schema
 from glass_gguf.assets import file_sha256
-from glass_gguf.errors import GlassFormatError, PriorMismatch
+from glass_gguf.errors import FileAccessError, GlassFormatError, PriorMismatch
 from glass_gguf.fingerprint import gguf_model_info
 from glass_gguf.glass_file import embed_prior, sidecar_path, strip, write_sidecar
-from glass_gguf.gguf_reader import open_gguf
+from glass_gguf.gguf_reader import field_value, open_gguf
 from glass_gguf.prior_file import read_prior, write_prior
 from synthetic import random_prior, tiny_gguf
 
@@ -32,6 +32,26 @@ def test_convert_then_strip_is_byte_identical(model, tmp_path):
     again = embed_prior(glass, random_prior(info, seed=3), tmp_path / "again.gguf", density=0.5, lam=0.5)
     assert strip(again, tmp_path / "stock2.gguf").read_bytes() == model.read_bytes()
     np.testing.assert_array_equal(read_prior(again).scores[0], random_prior(info, seed=3).scores[0])
+
+
+def test_the_portable_form_adds_keys_only_and_strips_back_to_the_original(model, tmp_path):
+    info = gguf_model_info(model)
+    prior = random_prior(info)
+    glass = embed_prior(model, prior, tmp_path / "portable.gguf", density=0.4, lam=0.25, form=schema.FORM_METADATA)
+    src, dst = open_gguf(model), open_gguf(glass)
+    assert [t.name for t in dst.tensors] == [t.name for t in src.tensors]   # what stock loaders count
+    assert field_value(dst, schema.KEY_PRIOR_FORM) == "metadata"
+    assert field_value(dst, schema.prior_key_name(2)) == pytest.approx(prior.scores[2].tolist())
+    back = read_prior(glass)
+    for a, b in zip(prior.scores, back.scores):
+        np.testing.assert_array_equal(a, b)
+    assert strip(glass, tmp_path / "stock.gguf").read_bytes() == model.read_bytes()
+    # either form converts into the other and still strips back to the original
+    tensors = embed_prior(glass, random_prior(info, seed=2), tmp_path / "tensors.gguf", density=0.5, lam=0.5)
+    assert field_value(open_gguf(tensors), schema.KEY_PRIOR_FORM) is None
+    assert strip(tensors, tmp_path / "stock2.gguf").read_bytes() == model.read_bytes()
+    again = embed_prior(tensors, prior, tmp_path / "again.gguf", density=0.4, lam=0.25, form=schema.FORM_METADATA)
+    assert again.read_bytes() == glass.read_bytes()
 
 
 def test_converted_file_keeps_every_model_record_and_appends_the_prior(model, tmp_path):
@@ -86,7 +106,7 @@ def test_strip_refuses_stock_models_prior_files_and_its_own_input(model, tmp_pat
     with pytest.raises(GlassFormatError, match="is a prior file or sidecar, not a model"):
         strip(prior, tmp_path / "s.gguf")
     glass = embed_prior(model, random_prior(gguf_model_info(model)), tmp_path / "g.gguf", density=0.5, lam=0.5)
-    with pytest.raises(GlassFormatError, match="must be a new file"):
+    with pytest.raises(FileAccessError, match="the output would replace the input"):
         strip(glass, glass)
 
 
@@ -110,6 +130,14 @@ def test_interrupted_write_leaves_no_file(model, tmp_path, monkeypatch):
 def test_convert_then_strip_the_real_model(smollm2_path, tmp_path):
     info = gguf_model_info(smollm2_path)
     glass = embed_prior(smollm2_path, random_prior(info), tmp_path / "glass.gguf", density=0.4, lam=0.25)
+    assert file_sha256(strip(glass, tmp_path / "stock.gguf")) == file_sha256(smollm2_path)
+
+
+def test_convert_portable_then_strip_the_real_model(smollm2_path, tmp_path):
+    info = gguf_model_info(smollm2_path)
+    glass = embed_prior(smollm2_path, random_prior(info), tmp_path / "glass.gguf", density=0.4, lam=0.25,
+                        form=schema.FORM_METADATA)
+    assert len(open_gguf(glass).tensors) == len(open_gguf(smollm2_path).tensors)
     assert file_sha256(strip(glass, tmp_path / "stock.gguf")) == file_sha256(smollm2_path)
 
 
