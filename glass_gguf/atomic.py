@@ -1,15 +1,93 @@
 """Atomic writes: a half-written output must never stand under the output's name.
 
 Every file glass-gguf writes (GGUFs, prior files, plots, JSON) goes to a temporary file in the destination folder
-and is renamed into place only when complete; an error or Ctrl-C removes the temporary file.
+and is renamed into place only when complete; an error or Ctrl-C removes the temporary file. A full disk, a
+read-only folder or a missing permission is one FileAccessError line.
+
+Temporary names are recognisable, `.NAME.glass-tmp-PID-RANDOM` (folders too: hf-export, convert of an HF folder), so
+what a killed run (SIGKILL, a power cut) left behind is removed by the next write into the same folder: a temporary
+whose process is gone and which is older than a minute.
 """
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import re
+import secrets
+import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from .errors import FileAccessError
+
+TMP_MARK = ".glass-tmp-"
+_TMP_RE = re.compile(r"\..*\.glass-tmp-(\d+)-[0-9a-f]+")
+STALE_AFTER_S = 60.0
+# errors that mean "cannot write here", not a bug: full disk or quota, read-only file system, permissions, too big
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOTDIR,
+                 errno.EISDIR, errno.ENAMETOOLONG}
+
+
+def temporary_name(path: str | os.PathLike) -> Path:
+    """A fresh temporary name beside `path`: .NAME.glass-tmp-PID-RANDOM."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, now: float | None = None) -> list[Path]:
+    """Remove the temporaries of killed runs from `folder`: their process is gone and they are older than a minute
+    (a live process, or a PID reused since, keeps them). Returns what was removed."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TMP_RE.fullmatch(entry.name)
+        if not m or _alive(int(m.group(1))):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_AFTER_S:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0   # someone else's process
+    return True
+
+
+def write_error(path: str | os.PathLike, e: OSError) -> Exception:
+    """The one-line error for an OSError met while writing `path`, or `e` itself if it is not about writing."""
+    if e.errno in _WRITE_ERRNOS:
+        return FileAccessError(f"cannot write {path}: {e.strerror or e}")
+    return e
+
+
+def prepare_folder(path: str | os.PathLike) -> Path:
+    """The folder of output `path`, created if needed, with stale temporaries of killed runs removed."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FileAccessError(f"cannot write {path}: {e.strerror or e}") from e
+    remove_stale_temporaries(parent)
+    return parent
 
 
 @contextmanager
@@ -19,21 +97,62 @@ def atomic_output(path: str | os.PathLike) -> Iterator:
     On any exception (KeyboardInterrupt included) the temporary file is removed and `path` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prepare_folder(path)
+    tmp = temporary_name(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        raise
+        _reraise(path, e)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder next to `path`, moved to `path` (replacing a folder there) only if the block completes."""
+    path = Path(path)
+    prepare_folder(path)
+    tmp = temporary_name(path)
+    try:
+        tmp.mkdir()
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _reraise(path, e)
+
+
+@contextmanager
+def scratch_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder next to `path` for intermediate files, removed when the block ends, however it ends."""
+    prepare_folder(path)
+    tmp = temporary_name(path)
+    try:
+        tmp.mkdir()
+        yield tmp
+    except OSError as e:
+        _reraise(path, e)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _reraise(path, e: BaseException):
+    """Re-raise `e`, as a FileAccessError line if it is an OSError about writing `path`."""
+    if isinstance(e, OSError):
+        err = write_error(path, e)
+        if err is not e:
+            raise err from e
+    raise e
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -5,12 +5,16 @@ Conventions every command follows:
 - Files are written to `-o/--output` (a plot to `--plot`), atomically.
 - `--threads` defaults to the physical core count.
 - An error the package raises on purpose (glass_gguf.errors, the runtime's), or a known outside failure (a missing
-  optional dependency), is one `Error:` line; anything else is a bug and keeps its traceback.
+  optional dependency), is one `Error:` line; anything else is a bug and keeps its traceback. A GlassWarning is
+  one `warning:` line on stderr.
+- No command writes over one of its inputs (paths.check_outputs, before any work).
+- density and lambda are read as the runtime reads them (settings.check_density / check_lambda).
 Heavy imports (torch, transformers, matplotlib, llama_cpp) happen inside the commands that need them.
 """
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,12 +34,26 @@ THREADS = physical_cores()
 
 @contextmanager
 def one_line_errors():
-    """Our own errors and known outside failures become one `Error:` line (exit 1); bugs keep their traceback."""
-    from .errors import GlassGGUFError, missing_extra
+    """Our own errors and known outside failures become one `Error:` line (exit 1); bugs keep their traceback.
+    GlassWarnings become one `warning:` line each on stderr (once per message)."""
+    from .errors import GlassGGUFError, GlassWarning, missing_extra
     from .runtime import GlassError, GlassUnavailableError
 
+    shown = set()
+    default_show = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if not issubclass(category, GlassWarning):
+            return default_show(message, category, *args, **kwargs)
+        if str(message) not in shown:
+            shown.add(str(message))
+            click.echo(f"warning: {message}", err=True)
+
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", GlassWarning)
+            warnings.showwarning = show
+            yield
     except (GlassGGUFError, GlassError, GlassUnavailableError) as e:
         raise click.ClickException(str(e)) from e
     except ModuleNotFoundError as e:
@@ -77,10 +95,9 @@ def _list_of(check):
     """A callback for comma-separated numbers, each checked."""
     def callback(ctx, param, value):
         try:
-            out = [check(float(v)) for v in value.split(",") if v.strip()]
-        except ValueError as e:     # a bad number, or a SettingError (a ValueError) from the check
-            raise click.BadParameter(str(e) if isinstance(e, SettingError) else
-                                     f"expected comma-separated numbers, got {value!r}") from e
+            out = [check(v.strip()) for v in value.split(",") if v.strip()]
+        except SettingError as e:
+            raise click.BadParameter(str(e)) from e
         if not out:
             raise click.BadParameter("give at least one value")
         return out
@@ -99,11 +116,19 @@ def threads_option(what: str = "threads"):
 
 
 def density_option(default=None, help="fraction of FFN neurons kept"):
-    return click.option("--density", type=float, default=default, callback=_check_with(check_density), help=help)
+    # the text goes to check_density as given: a plain decimal number, read as the runtime reads GLASS_GGUF_DENSITY
+    return click.option("--density", type=str, default=default, callback=_check_with(check_density), help=help)
 
 
 def lambda_option(default=None, help="weight of the global rank (0 = GRIFFIN, 1 = static)"):
-    return click.option("--lambda", "lam", type=float, default=default, callback=_check_with(check_lambda), help=help)
+    return click.option("--lambda", "lam", type=str, default=default, callback=_check_with(check_lambda), help=help)
+
+
+def no_overwrite(outputs, inputs) -> None:
+    """Refuse, before any work, an output that is one of the inputs (same path, symlink or hard link)."""
+    from .paths import check_outputs
+
+    check_outputs(outputs, inputs)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -163,6 +188,7 @@ def prior(source, output, kind, calibration, tokens, seq_len, batch_size, seed, 
     """Compute the global prior of SOURCE, an HF checkpoint folder (docs/priors.md)."""
     from .prior_file import write_prior
 
+    no_overwrite([output], [source, from_imatrix, *(c for c in calibration if c != "self")])
     if from_imatrix:
         from .imatrix import prior_from_imatrix
 
@@ -197,6 +223,7 @@ def prior_merge(priors, output, as_json):
     """Merge prior files computed on disjoint calibration data (e.g. shards): exact, from their sums."""
     from .prior_file import merge_priors, read_prior, write_prior
 
+    no_overwrite([output], priors)
     p = merge_priors([read_prior(f) for f in priors])
     write_prior(output, p)
     emit(as_json, {"output": str(output), "kind": p.kind, "files": len(priors), "tokens": p.tokens, "shard": p.shard},
@@ -212,6 +239,7 @@ def hf_export_cmd(model, out_dir, overwrite, as_json):
     """Write a dense float32 HF checkpoint (weights, config, tokenizer) of a GGUF model into OUT_DIR."""
     from .hf_export import hf_export
 
+    no_overwrite([out_dir], [model])
     hf_export(model, out_dir, overwrite=overwrite)
     emit(as_json, {"output": str(out_dir)}, f"wrote {out_dir}")
 
@@ -226,32 +254,43 @@ def hf_export_cmd(model, out_dir, overwrite, as_json):
 @density_option(DEFAULT_DENSITY, "default density stored (glass.density)")
 @lambda_option(DEFAULT_LAMBDA_WITH_PRIOR, "default weight of the global rank stored (glass.lambda)")
 @click.option("--sidecar", is_flag=True, help="write the prior next to an untouched model instead of into it")
+@click.option("--portable", is_flag=True,
+              help="store the prior as metadata keys, which stock llama.cpp ignores (it loads the file as a dense "
+                   "model), instead of tensors")
 @threads_option("threads for quantization")
 @json_option
-def convert(model, prior_path, output, outtype, density, lam, sidecar, threads, as_json):
+def convert(model, prior_path, output, outtype, density, lam, sidecar, portable, threads, as_json):
     """Add a prior to MODEL (a GGUF, copied unchanged, or an HF folder, converted with llama.cpp's tools)."""
-    from .glass_file import embed_prior, write_sidecar
+    from . import schema
+    from .glass_file import embed_prior, sidecar_path, write_sidecar
     from .prior_file import read_prior
 
     if output is None and not (sidecar and not Path(model).is_dir()):
         raise click.BadParameter("missing -o/--output", param_hint="-o")
+    if sidecar and portable:
+        raise click.BadParameter("a sidecar holds the prior as tensors; --portable is for a GLASS model",
+                                 param_hint="--portable")
+    outputs = [output or sidecar_path(model)]
+    if sidecar and Path(model).is_dir() and output:
+        outputs.append(sidecar_path(output))
+    no_overwrite(outputs, [model, prior_path])
+    form = schema.FORM_METADATA if portable else schema.FORM_TENSORS
     p = read_prior(prior_path)
     if p.shard is not None:
         click.echo(f"warning: {prior_path} is shard {p.shard} only; merge the shards with prior-merge", err=True)
     written = {}
     if Path(model).is_dir():
-        written = _convert_hf(Path(model), p, Path(output), outtype, density, lam, sidecar, threads)
+        written = _convert_hf(Path(model), p, Path(output), outtype, density, lam, sidecar, threads, form)
     elif sidecar:
         written["sidecar"] = write_sidecar(model, p, output, density=density, lam=lam)
     else:
-        written["output"] = embed_prior(model, p, output, density=density, lam=lam)
+        written["output"] = embed_prior(model, p, output, density=density, lam=lam, form=form)
     emit(as_json, {k: str(v) for k, v in written.items()}, "\n".join(f"wrote {v}" for v in written.values()))
 
 
-def _convert_hf(hf_dir: Path, p, output: Path, outtype, density, lam, sidecar, threads) -> dict:
+def _convert_hf(hf_dir: Path, p, output: Path, outtype, density, lam, sidecar, threads, form) -> dict:
     """convert of an HF folder: llama.cpp's converter (and quantizer), then the prior into or beside the GGUF."""
-    import tempfile
-
+    from .atomic import scratch_folder
     from .convert import hf_to_gguf
     from .fingerprint import hf_model_info
     from .glass_file import embed_prior, sidecar_path, write_sidecar
@@ -262,9 +301,9 @@ def _convert_hf(hf_dir: Path, p, output: Path, outtype, density, lam, sidecar, t
     if sidecar:
         stock = hf_to_gguf(hf_dir, output, outtype, threads)
         return {"output": stock, "sidecar": write_sidecar(stock, p, sidecar_path(stock), density=density, lam=lam)}
-    with tempfile.TemporaryDirectory(prefix=".glass-convert.", dir=output.resolve().parent) as tmp:
-        stock = hf_to_gguf(hf_dir, Path(tmp) / "stock.gguf", outtype, threads)
-        return {"output": embed_prior(stock, p, output, density=density, lam=lam)}
+    with scratch_folder(output) as tmp:
+        stock = hf_to_gguf(hf_dir, tmp / "stock.gguf", outtype, threads)
+        return {"output": embed_prior(stock, p, output, density=density, lam=lam, form=form)}
 
 
 @main.command()
@@ -275,6 +314,7 @@ def strip(model, output, as_json):
     """Remove the prior and glass.* keys: gives back the original file of `convert MODEL.gguf` byte for byte."""
     from .glass_file import strip as strip_file
 
+    no_overwrite([output], [model])
     strip_file(model, output)
     emit(as_json, {"output": str(output)}, f"wrote {output}")
 
@@ -284,9 +324,10 @@ def strip(model, output, as_json):
 @json_option
 @click.option("--plot", type=click.Path(dir_okay=False), help="write a PNG of the prior per layer")
 def inspect(path, as_json, plot):
-    """Architecture, layers, n_ff, glass.* keys and a per-layer summary of the prior of a GGUF."""
+    """Architecture, layers, n_ff, glass.* keys, the prior's form and a per-layer summary of it."""
     from .inspect_gguf import inspect_file
 
+    no_overwrite([plot], [path])
     info = inspect_file(path)
     if plot:
         from .plots import plot_prior
@@ -297,7 +338,8 @@ def inspect(path, as_json, plot):
         info["plot"] = str(plot_prior(read_prior(path), plot))
     if as_json:
         return emit(True, info)
-    _echo_pairs([(k, v) for k, v in info.items() if k not in ("glass", "prior")] + list(info["glass"].items()), 32)
+    _echo_pairs([(k, v) for k, v in info.items() if k not in ("glass", "prior", "warnings")]
+                + list(info["glass"].items()), 32)
     if "prior" in info:
         click.echo(f"{'layer':>5} {'n':>6} {'min':>10} {'mean':>10} {'max':>10} {'top10%':>7}")
         for r in info["prior"]:
@@ -479,6 +521,7 @@ def eval_cmd(model, hf, prior_files, threads, as_json, backend, prompts_file, n_
 
     if backend == "llama" and "random" in methods:
         raise click.BadParameter("the llama backend has no random method", param_hint="--methods")
+    no_overwrite([output, plot], [model, *prior_files, prompts_file])
     runner, priors = _quality_setup(model, hf, prior_files, backend, threads)
     _need_priors(methods, priors)
     prompts = datasets.read_prompts(prompts_file) if prompts_file else datasets.mtbench_prompts("eval")
@@ -510,8 +553,10 @@ def sweep(model, hf, prior_files, threads, as_json, n_prompts, densities, lambda
     """Choose lambda and the prior kind by the lowest mean KL on MT-Bench prompts the evaluation never uses."""
     from .glass_file import embed_prior, write_sidecar
     from .prior_file import read_prior
+    from .glass_file import sidecar_path
     from .results import sweep as run_sweep
 
+    no_overwrite([output or (sidecar_path(model) if sidecar else None)], [model, *prior_files])
     runner, priors = _quality_setup(model, hf, prior_files, "torch", threads)
     _need_priors(["glass"], priors)
     out = run_sweep(runner, Path(model), priors, n_prompts, gen_tokens, densities, lambdas)
@@ -544,6 +589,7 @@ def tasks(model, hf, prior_files, threads, as_json, task_names, limit, densities
     unknown = [t for t in task_names if t not in task_mod.TASKS]
     if unknown:
         raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(task_mod.TASKS)}", param_hint="--tasks")
+    no_overwrite([output], [model, *prior_files])
     runner, priors = _quality_setup(model, hf, prior_files, "torch", threads)
     configs = [Config("dense")]
     for d in densities:

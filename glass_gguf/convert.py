@@ -12,9 +12,9 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from .atomic import scratch_folder
 from .errors import GlassFormatError
 from .settings import physical_cores
 
@@ -49,12 +49,11 @@ def hf_to_gguf(hf_dir: str | os.PathLike, out_path: str | os.PathLike, outtype: 
     hf_dir, out_path = Path(hf_dir), Path(out_path)
     if outtype not in OUT_TYPES:
         raise GlassFormatError(f"unknown output type {outtype!r} (one of: {', '.join(OUT_TYPES)})")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out_path.name}.", dir=out_path.parent) as tmp:
-        first = Path(tmp) / "model.gguf"
+    with scratch_folder(out_path) as tmp:
+        first = tmp / "model.gguf"
         _run_converter(hf_dir, first, outtype if outtype in CONVERTER_TYPES else "f16")
         if outtype in QUANTIZED_TYPES:
-            quantized = Path(tmp) / "quantized.gguf"
+            quantized = tmp / "quantized.gguf"
             quantize(first, quantized, outtype, threads)
             first = quantized
         os.replace(first, out_path)

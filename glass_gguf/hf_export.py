@@ -6,10 +6,9 @@ temporary name and renamed into place only when complete.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from .atomic import atomic_folder
 from .errors import ExportError
 from .gguf_reader import open_gguf
 
@@ -27,9 +26,7 @@ def hf_export(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *, overw
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         kwargs = dict(gguf_file=gguf_path.name)
         try:
             model = AutoModelForCausalLM.from_pretrained(
@@ -38,14 +35,7 @@ def hf_export(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *, overw
             tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
         except (ValueError, KeyError, NotImplementedError, OSError) as e:
             raise ExportError(f"{gguf_path.name}: transformers cannot load it: {str(e).splitlines()[0]}") from e
-        os.chmod(tmp, 0o755)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         del model
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -3,11 +3,19 @@
 The defaults apply wherever a GGUF or sidecar stores none (glass.density, glass.lambda). Without a prior, GLASS
 has only the prompt's statistic and lambda 0 is GRIFFIN; with one, 0.5 was the best of {0.25, 0.5, 0.75} on the
 models measured (docs/results.md).
+
+density and lambda are read the way the runtime reads GLASS_GGUF_DENSITY / GLASS_GGUF_LAMBDA (glass_parse_float in
+the runtime patch): text must be a plain decimal number (digits, '.', an exponent, signs; no hex floats, inf, nan,
+spaces or underscores), and the range is checked on the float32 value the C API receives.
 """
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
+
+import numpy as np
 
 from .errors import SettingError
 
@@ -16,20 +24,43 @@ DEFAULT_LAMBDA_WITH_PRIOR = 0.5
 DEFAULT_LAMBDA_WITHOUT_PRIOR = 0.0   # GRIFFIN: the prompt's statistic alone
 
 
+_PLAIN_NUMBER = re.compile(r"[0-9.eE+-]+")
+
+
+def _number(value, name: str) -> float:
+    """A finite float from a number or from text the runtime would accept (module docstring)."""
+    if isinstance(value, str):
+        if not _PLAIN_NUMBER.fullmatch(value):
+            raise SettingError(f"{name} must be a plain decimal number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingError(f"{name} must be a plain decimal number, got {value!r}") from None
+    elif isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise SettingError(f"{name} must be a number, got {value!r}")
+    else:
+        number = float(value)
+    if not math.isfinite(number):
+        raise SettingError(f"{name} must be a finite number, got {value}")
+    return number
+
+
+def _in_range(value, name: str, lo_open: bool) -> float:
+    number = _number(value, name)
+    as_f32 = float(np.float32(number)) if abs(number) < 1e38 else number
+    if not ((as_f32 > 0.0 if lo_open else as_f32 >= 0.0) and as_f32 <= 1.0):
+        raise SettingError(f"{name} must be in {'(' if lo_open else '['}0, 1], got {value}")
+    return min(max(number, 0.0), 1.0)   # a double a hair outside that float32 rounds into range: its bound
+
+
 def check_density(density) -> float:
     """density as a float in (0, 1]; a SettingError (a ValueError) names the bad value."""
-    value = float(density)
-    if not 0.0 < value <= 1.0:
-        raise SettingError(f"density must be in (0, 1], got {density}")
-    return value
+    return _in_range(density, "density", lo_open=True)
 
 
 def check_lambda(lam) -> float:
     """lambda (the weight of the global rank) as a float in [0, 1]."""
-    value = float(lam)
-    if not 0.0 <= value <= 1.0:
-        raise SettingError(f"lambda must be in [0, 1], got {lam}")
-    return value
+    return _in_range(lam, "lambda", lo_open=False)
 
 
 def default_lambda(has_prior: bool) -> float:

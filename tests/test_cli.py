@@ -46,6 +46,21 @@ def test_convert_inspect_strip_print_one_json_object_each(files, tmp_path):
     assert r.exit_code == 0 and "glass.prior.kind" in r.stdout and "    96 " in r.stdout
 
 
+def test_convert_portable_inspect_shows_the_form_and_strip_restores_the_model(files, tmp_path):
+    model, prior, _ = files
+    glass, stock = tmp_path / "portable.gguf", tmp_path / "s.gguf"
+    r = run("convert", model, "--prior", prior, "-o", glass, "--portable")
+    assert r.exit_code == 0, r.output
+    info = json.loads(run("inspect", glass, "--json").stdout)
+    assert info["type"] == "GLASS model" and info["form"] == "metadata" and len(info["prior"]) == 3
+    assert info["tensors"] == json.loads(run("inspect", model, "--json").stdout)["tensors"]
+    assert "glass.prior.blk.0" not in info["glass"]               # summarized per layer, not listed
+    assert "form                             metadata" in run("inspect", glass).stdout
+    assert run("strip", glass, "-o", stock).exit_code == 0 and file_sha256(stock) == file_sha256(model)
+    r = run("convert", model, "--prior", prior, "--sidecar", "--portable")
+    assert r.exit_code == 2 and "--portable" in r.output
+
+
 def test_sidecar_and_merge_through_the_cli(files, tmp_path):
     model, prior, _ = files
     r = run("convert", model, "--prior", prior, "--sidecar", "--json")
@@ -82,7 +97,11 @@ def test_bad_density_and_lambda_name_the_option(files, tmp_path):
     r = run("convert", model, "--prior", prior, "-o", tmp_path / "o.gguf", "--lambda", "2")
     assert r.exit_code == 2 and "lambda must be in [0, 1], got 2" in r.output
     r = run("eval", model, "--densities", "0.5,0", "--prior", prior)
-    assert r.exit_code == 2 and "density must be in (0, 1], got 0.0" in r.output
+    assert r.exit_code == 2 and "density must be in (0, 1], got 0" in r.output
+    for text in ("0x1p-2", "nan", "inf", "0_5", " 0.5", "1e400"):   # refused by the runtime too
+        r = run("convert", model, "--prior", prior, "-o", tmp_path / "o.gguf", "--density", text)
+        assert r.exit_code == 2 and "--density" in r.output and "density must be" in r.output, text
+    assert not (tmp_path / "o.gguf").exists()
 
 
 def test_a_failed_download_is_one_line(tmp_path, monkeypatch):

@@ -16,6 +16,21 @@ def test_density_and_lambda_ranges():
             settings.check_lambda(bad)
 
 
+def test_settings_are_read_as_the_runtime_reads_them():
+    # plain decimal numbers only, as glass_parse_float in the runtime patch: no hex floats, inf, nan, spaces, "_"
+    assert settings.check_density("1e-1") == 0.1 and settings.check_lambda("+0.25") == 0.25
+    for bad in ("0x1p-2", "nan", "inf", "-inf", "0_5", " 0.5", "0.5 ", "", "1e", "abc", "1e400"):
+        with pytest.raises(SettingError, match="density must be (a plain decimal|a finite) number"):
+            settings.check_density(bad)
+    for bad in (float("nan"), float("inf"), True, None, [0.5]):
+        with pytest.raises(SettingError, match="lambda must be a (finite )?number"):
+            settings.check_lambda(bad)
+    # the range is that of the float32 the C API receives: 1e-46 is 0 there, 1.00000001 is 1
+    with pytest.raises(SettingError, match=r"density must be in \(0, 1\], got 1e-46"):
+        settings.check_density("1e-46")
+    assert settings.check_density("1.00000001") == 1.0
+
+
 def test_default_lambda_is_griffin_without_a_prior():
     assert settings.default_lambda(has_prior=True) == 0.5
     assert settings.default_lambda(has_prior=False) == 0.0
