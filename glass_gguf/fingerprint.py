@@ -122,24 +122,41 @@ def _model_info(reader: GGUFReader, name: str) -> ModelInfo:
     ff = field_value(reader, f"{arch}.feed_forward_length")
     if n_layer is None or n_embd is None or ff is None:
         raise GlassFormatError(f"{name}: missing {arch}.block_count/embedding_length/feed_forward_length")
-    n_ff = list(ff) if isinstance(ff, list) else [int(ff)] * int(n_layer)
+    tensors = {t.name: t for t in reader.tensors}
+    # every layer has tensors of its own, so a block count beyond the tensor count is a corrupt key
+    _check_count(name, f"{arch}.block_count", n_layer, len(tensors))
+    _check_count(name, f"{arch}.embedding_length", n_embd, 1 << 24)
+    n_ff = list(ff) if isinstance(ff, list) else [ff] * n_layer
     if len(n_ff) != n_layer:
         raise GlassFormatError(f"{name}: {arch}.feed_forward_length has {len(n_ff)} entries for {n_layer} layers")
-    tensors = {t.name: t for t in reader.tensors}
+    for v in n_ff:
+        _check_count(name, f"{arch}.feed_forward_length", v, 1 << 24)
     for i in range(n_layer):
         _check_dense_gated_ffn(tensors, i, n_ff[i], name)
     embd = tensors.get("token_embd.weight")
     if embd is None:
         raise GlassFormatError(f"{name}: no token_embd.weight tensor")
+    if len(embd.shape) != 2 or int(embd.shape[0]) != n_embd:
+        raise GlassFormatError(f"{name}: token_embd.weight has shape {embd.shape.tolist()}, expected [{n_embd}, n_vocab]")
     n_vocab = int(embd.shape[1])
     tokens = field_value(reader, "tokenizer.ggml.tokens", [])
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise GlassFormatError(f"{name}: tokenizer.ggml.tokens is not an array of strings")
     norms = []
     for n in ("output_norm.weight", "blk.0.attn_norm.weight", f"blk.{n_layer - 1}.attn_norm.weight"):
         if n not in tensors:
             raise GlassFormatError(f"{name}: no {n} tensor")
-        norms.append(tensor_array(tensors[n]))
+        t = tensors[n]
+        if t.tensor_type.name not in ("F32", "F16", "BF16") or len(t.shape) != 1 or int(t.shape[0]) < 1:
+            raise GlassFormatError(f"{name}: {n} is {t.tensor_type.name} {t.shape.tolist()}, expected an F32 vector")
+        norms.append(tensor_array(t))
     fp = make_fingerprint(arch, int(n_embd), n_ff, n_vocab, tokens, norms)
     return ModelInfo(arch, int(n_layer), int(n_embd), tuple(n_ff), n_vocab, fp)
+
+
+def _check_count(name: str, key: str, value, most: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise GlassFormatError(f"{name}: {key} is {value!r}, expected an integer in [1, {most}]")
 
 
 def _check_dense_gated_ffn(tensors: dict, i: int, n_ff: int, name: str) -> None:
@@ -150,6 +167,9 @@ def _check_dense_gated_ffn(tensors: dict, i: int, n_ff: int, name: str) -> None:
             "MoE and fused gate/up FFNs are not supported"
         )
     gate, up, down = (tensors[n] for n in names)
+    if any(len(t.shape) != 2 for t in (gate, up, down)):
+        raise GlassFormatError(f"{name}: layer {i}: ffn_gate/ffn_up/ffn_down are not all matrices "
+                               f"({gate.shape.tolist()}/{up.shape.tolist()}/{down.shape.tolist()})")
     if int(gate.shape[1]) != n_ff or int(up.shape[1]) != n_ff or int(down.shape[0]) != n_ff:
         raise UnsupportedModel(
             f"{name}: layer {i}: ffn_gate/ffn_up/ffn_down shapes {gate.shape.tolist()}/{up.shape.tolist()}/"
