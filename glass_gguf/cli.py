@@ -179,13 +179,13 @@ def fetch(name, as_json):
 @click.option("--batch-size", type=click.IntRange(1), default=16, help="sequences per batch (a shard is whole batches)")
 @click.option("--seed", type=int, default=0, help="sampling seed of the self-generated calibration")
 @click.option("--shard", default="0/1", help="compute only shard I of N (merge them with prior-merge)")
-@threads_option("torch threads")
+@threads_option("threads (torch, or llama.cpp for a GGUF)")
 @click.option("--from-imatrix", type=click.Path(exists=True, dir_okay=False),
               help="take an activation prior from a llama.cpp imatrix (.dat or .gguf) instead; SOURCE may be a GGUF")
 @json_option
 def prior(source, output, kind, calibration, tokens, seq_len, batch_size, seed, shard, threads, from_imatrix,
           as_json):
-    """Compute the global prior of SOURCE, an HF checkpoint folder (docs/priors.md)."""
+    """Compute the global prior of SOURCE, a GGUF (llama.cpp) or an HF checkpoint folder (docs/priors.md)."""
     from .prior_file import write_prior
 
     no_overwrite([output], [source, from_imatrix, *(c for c in calibration if c != "self")])
@@ -195,6 +195,12 @@ def prior(source, output, kind, calibration, tokens, seq_len, batch_size, seed, 
         if kind != "activation":
             raise click.BadParameter("an imatrix gives an activation prior only", param_hint="--kind")
         p = prior_from_imatrix(from_imatrix, _model_info(source))
+    elif Path(source).is_file() and Path(source).suffix.lower() == ".gguf":
+        from .gguf_prior import compute_gguf_prior
+        from .prior import parse_shard
+
+        p = compute_gguf_prior(source, kind, calibration, tokens, seq_len, seed, batch_size, parse_shard(shard),
+                               threads)
     else:
         from .prior import compute_prior, parse_shard
 
@@ -349,6 +355,15 @@ def inspect(path, as_json, plot):
 
 # --- runtime: generate, bench (docs/runtime.md) ----------------------------------------------------------------------
 
+def _check_runtime_inputs(model, prior) -> None:
+    """A bad model or sidecar gets validate.py's one line before llama.cpp sees it (and a FIFO never blocks)."""
+    from .validate import check_glass_file, check_prior_file
+
+    check_glass_file(model)
+    if prior:
+        check_prior_file(prior, model)
+
+
 sidecar_option = click.option("--prior", type=click.Path(exists=True, dir_okay=False),
                               help="a sidecar prior for a stock GGUF (convert --sidecar)")
 
@@ -369,9 +384,8 @@ def generate(model, prompt, density, lam, prior, gen_tokens, threads, chat, dens
     import time
 
     from . import glass_llama
-    from .gguf_reader import open_gguf
 
-    open_gguf(model)  # a corrupt or truncated file gets our message before llama.cpp sees it
+    _check_runtime_inputs(model, prior)
     llm, session = glass_llama.load(model, density=density, lam=lam, prior=prior, dense=dense,
                                     n_ctx=2048, n_threads=threads, n_threads_batch=threads)
     notes = {} if dense else _glass_notes(session)
@@ -424,9 +438,7 @@ def bench(model, density, lam, prior, threads, prompt_tokens, gen_tokens, repeat
 
     from .bench import run_bench
 
-    from .gguf_reader import open_gguf
-
-    open_gguf(model)  # a corrupt or truncated file gets our message before llama.cpp sees it
+    _check_runtime_inputs(model, prior)
     with tqdm(total=repeats, desc="bench (dense + GLASS)", disable=as_json, unit="repeat") as bar:
         result = run_bench(Path(model), density, lam, threads, prompt_tokens, gen_tokens, repeats,
                            progress=lambda r: bar.update(1), prior=prior)

@@ -107,6 +107,9 @@ def mtbench_prompts(split: str = "eval") -> list[str]:
 
 def read_prompts(path: str | os.PathLike) -> list[str]:
     """Prompts from a jsonl file: a "prompt" field, or MT-Bench's "turns" (the first turn is used)."""
+    from .paths import regular_file
+
+    regular_file(path)   # a named pipe would block
     prompts = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():

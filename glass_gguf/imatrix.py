@@ -23,6 +23,7 @@ import numpy as np
 from .errors import GlassFormatError, PriorMismatch
 from .fingerprint import ModelInfo
 from .gguf_reader import field_value, open_gguf
+from .paths import regular_file
 from .prior_file import Prior
 
 FFN_DOWN = "blk.{layer}.ffn_down.weight"
@@ -45,8 +46,7 @@ class Imatrix:
 
 def read_imatrix(path: str | os.PathLike) -> Imatrix:
     path = Path(path)
-    if not path.is_file():
-        raise GlassFormatError(f"{path}: no such file")
+    regular_file(path)   # a named pipe would block
     with open(path, "rb") as f:
         magic = f.read(4)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]

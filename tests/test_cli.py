@@ -156,3 +156,19 @@ def test_a_command_that_needs_torch_names_the_extra(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         "Error: this command needs torch, which is not installed: pip install 'glass-gguf[prior]'"]
+
+
+def test_generate_and_bench_refuse_a_bad_file_before_llama_cpp_sees_it(files, tmp_path):
+    from synthetic import U32, glass_keys, glass_tensors
+
+    model, prior, other_prior = files
+    p = random_prior(gguf_model_info(model))
+    bad = tiny_gguf(tmp_path / "bad.gguf", n_layer=3, n_ff=96, keys={**glass_keys(p), "glass.version": (U32, 999)},
+                    tensors=glass_tensors(p))
+    for command in ("generate", "bench"):
+        args = [command, bad] + (["hello"] if command == "generate" else [])
+        r = run(*args)
+        assert r.exit_code == 1 and r.output == ("Error: bad.gguf: glass.version: found version 999, expected 1 "
+                                                 "(the version this tool reads)\n"), r.output
+        r = run(*([command, model] + args[2:] + ["--prior", other_prior]))
+        assert r.exit_code == 1 and r.output.startswith("Error: other-prior.gguf: the prior was computed for another")
