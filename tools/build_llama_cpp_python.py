@@ -56,7 +56,8 @@ AARCH64_FLAGS = (
     "-DCMAKE_FIND_ROOT_PATH=/usr/aarch64-linux-gnu -DCMAKE_FIND_ROOT_PATH_MODE_PROGRAM=NEVER "
     "-DCMAKE_FIND_ROOT_PATH_MODE_LIBRARY=ONLY -DCMAKE_FIND_ROOT_PATH_MODE_INCLUDE=ONLY "
     "-DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF -DCMAKE_EXE_LINKER_FLAGS=-static "
-    "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF"
+    "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF "
+    "-DGGML_OPENMP=OFF"  # CMake hands the linker libgomp.so, which a static link refuses; ggml's own threads instead
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -243,9 +244,14 @@ def prepare_source(sdist: Path, patches: list[Path], key: str) -> Path:
         root = extract_sdist(sdist, Path(tmp))
         apply_patches(root / "vendor" / "llama.cpp", patches)
         apply_patches(root, sorted(PYTHON_PATCHES.glob("*.patch")))
+        (root / ".complete").touch()  # the tree appears complete or not at all
         src.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(root, src)
-    (src / ".complete").touch()
+        try:
+            os.replace(root, src)
+        except OSError:
+            if not (src / ".complete").exists():
+                raise
+            # another build (the wheel's, a --native one) prepared the same tree meanwhile: use theirs
     return src
 
 
