@@ -1,8 +1,10 @@
 """Decode speed of GLASS against dense in one process: alternating runs, medians, a ratio.
 
 Absolute times on shared 2-core machines mean little; the ratio of medians measured side by side does. Each repeat
-runs dense and GLASS on the same prompt (in alternating order) and times three things: the prefill (dense, or
-dense plus the collection op), the finalize (selection and compaction) and the decode of the generated tokens.
+runs dense and GLASS on the same prompt (in alternating order) and times the prefill (dense, or dense plus the
+collection op), every decode step, and the finalize (selection and compaction: at the first generated token, or in
+the background while the first GLASS_GGUF_SWAP_AFTER tokens decode dense). Decode speed is taken over the positions
+after GLASS's swap to the compacted weights, in both runs.
 """
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import method
 from .runtime import GlassSession
 
 # Plain prose to build prompts of any length from (tokenized and repeated as needed).
@@ -44,52 +45,29 @@ class BenchResult:
     finalize_pct_of_prefill: float
     peak_rss_dense_mb: float
     peak_rss_glass_mb: float
+    ttft_dense_ms: float              # prefill + first decode step
+    ttft_glass_ms: float
+    swap_token_ms: float              # the decode step at which GLASS switches to the compacted weights
+    dense_tokens_before_swap: int
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def weight_bytes_per_token(model_path: Path, density: float) -> tuple[int, int]:
-    """Bytes of weights a decoded token reads: (dense, GLASS). The memory-bound limit of the speed-up.
+def weight_bytes_per_token(model_path: Path, glass: GlassSession) -> tuple[int, int]:
+    """Bytes of weights a decoded token reads: (dense, GLASS). A bytes model of the speed-up, not a bound.
 
     The token embedding is a row lookup, not read whole, unless it doubles as the output matrix (no output.weight).
-    A compacted layer reads k of n_ff gate and up rows, and a down projection of k columns; K-quant down
-    projections become Q8_0 when compacted (as the runtime does).
+    The FFN bytes of each layer, dense and compacted at the enabled density, come from the runtime itself.
     """
     import gguf
 
     reader = gguf.GGUFReader(str(model_path))
     tensors = {t.name: t for t in reader.tensors}
     tied = "output.weight" not in tensors
-    dense = 0
-    for name, t in tensors.items():
-        if name == "token_embd.weight" and not tied:
-            continue
-        if name.endswith("ffn_glass_prior"):
-            continue
-        dense += int(t.n_bytes)
-    saved = 0
-    for name, t in tensors.items():
-        if not (name.startswith("blk.") and name.endswith((".ffn_gate.weight", ".ffn_up.weight", ".ffn_down.weight"))):
-            continue
-        layer = name.split(".")[1]
-        if f"blk.{layer}.ffn_gate.weight" not in tensors:  # fused or ungated FFN: runs dense
-            continue
-        n_ff = int(t.shape[1] if not name.endswith("ffn_down.weight") else t.shape[0])
-        k = method.neurons_to_keep(n_ff, density)
-        if name.endswith("ffn_down.weight"):
-            kept_type = t.tensor_type
-            if kept_type not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16,
-                                 gguf.GGMLQuantizationType.BF16, gguf.GGMLQuantizationType.Q4_0,
-                                 gguf.GGMLQuantizationType.Q4_1, gguf.GGMLQuantizationType.Q5_0,
-                                 gguf.GGMLQuantizationType.Q5_1, gguf.GGMLQuantizationType.Q8_0):
-                kept_type = gguf.GGMLQuantizationType.Q8_0
-            block, type_size = gguf.GGML_QUANT_SIZES[kept_type]
-            n_rows = int(t.shape[1])
-            kept = n_rows * (k // block) * type_size
-        else:
-            kept = int(t.n_bytes) * k // n_ff
-        saved += int(t.n_bytes) - kept
+    dense = sum(int(t.n_bytes) for name, t in tensors.items()
+                if not (name == "token_embd.weight" and not tied) and "ffn_glass" not in name)
+    saved = sum(d - s for d, s in (glass.layer_bytes(il) for il in range(glass.n_layer)))
     return dense, dense - saved
 
 
@@ -106,19 +84,20 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _decode(llm, n: int) -> float:
-    """Greedy-decode n tokens after the prompt already evaluated; seconds for tokens 2..n.
-
-    The first decoded token is excluded on both sides: under GLASS it triggers the finalize, timed on its own.
-    """
+def _decode(llm, n: int, glass: GlassSession | None = None) -> tuple[list[float], int]:
+    """Greedy-decode n tokens after the prompt already evaluated: (seconds per token, index of the first token
+    decoded sparse, or 0 for a dense run). GLASS decodes its first tokens densely while it compacts the weights in
+    the background with GLASS_GGUF_SWAP_AFTER=N (by default it compacts at the first generated token, index 0)."""
+    times, first_sparse = [], None
     token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-    llm.eval([token])
-    token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-    t0 = time.perf_counter()
-    for _ in range(n - 1):
+    for i in range(n):
+        t0 = time.perf_counter()
         llm.eval([token])
         token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-    return time.perf_counter() - t0
+        times.append(time.perf_counter() - t0)
+        if glass is not None and first_sparse is None and glass.state == "sparse":
+            first_sparse = i
+    return times, first_sparse or 0
 
 
 def peak_rss_mb() -> float:
@@ -139,29 +118,33 @@ def run_bench(model_path: Path, density: float | None, lam: float | None, thread
     if glass.state == "off":
         raise RuntimeError("GLASS is off for this model (GLASS_GGUF=off?): nothing to compare with dense")
     density, lam = glass.params["density"], glass.params["lambda"]
+    dense_bytes, glass_bytes = weight_bytes_per_token(model_path, glass)
     glass.disable()  # the dense runs must be dense
     tokens = prompt_tokens(llm, n_prompt)
 
-    dense_decode, glass_decode, dense_prefill, glass_prefill, finalize = [], [], [], [], []
+    dense_times, glass_times, dense_prefill, glass_prefill, finalize, swaps = [], [], [], [], [], []
 
     def dense_run():
         glass.disable()
         llm.reset()
         dense_prefill.append(_timed(lambda: llm.eval(tokens)))
-        dense_decode.append(_decode(llm, n_gen))
+        dense_times.append(_decode(llm, n_gen)[0])
 
     def glass_run():
         glass.enable(density, lam, "auto")
         llm.reset()
         glass_prefill.append(_timed(lambda: llm.eval(tokens)))
-        glass_decode.append(_decode(llm, n_gen))
-        assert glass.state == "sparse", "GLASS did not finalize on the first decoded token"
+        times, first_sparse = _decode(llm, n_gen, glass)
+        if glass.state != "sparse" or first_sparse >= n_gen - 2:
+            raise RuntimeError(f"GLASS decoded only {n_gen - first_sparse} of {n_gen} tokens sparse: raise --gen-tokens")
+        glass_times.append(times)
+        swaps.append(first_sparse)
         finalize.append(glass.timings()["finalize_ms"])
 
     dense_run()  # warm-up: page in the weights, build the graphs
     rss_dense = peak_rss_mb()  # before GLASS ever compacted anything
     glass_run()
-    for timings in (dense_decode, glass_decode, dense_prefill, glass_prefill, finalize):
+    for timings in (dense_times, glass_times, dense_prefill, glass_prefill, finalize, swaps):
         timings.clear()
     for r in range(repeats):
         first, second = (dense_run, glass_run) if r % 2 == 0 else (glass_run, dense_run)
@@ -170,9 +153,14 @@ def run_bench(model_path: Path, density: float | None, lam: float | None, thread
         if progress:
             progress(r + 1)
 
-    dense_tok_s = (n_gen - 1) / statistics.median(dense_decode)
-    glass_tok_s = (n_gen - 1) / statistics.median(glass_decode)
-    dense_bytes, glass_bytes = weight_bytes_per_token(model_path, density)
+    # steady-state decode: the tokens after GLASS's swap to the compacted weights, the same positions in both runs
+    start = max(swaps) + 1
+    dense_tok_s = (n_gen - start) / statistics.median(sum(t[start:]) for t in dense_times)
+    glass_tok_s = (n_gen - start) / statistics.median(sum(t[start:]) for t in glass_times)
+    # time to the first token: the prefill, and the first decode step after it (where a synchronous finalize stalls)
+    ttft_dense = statistics.median(p + t[0] for p, t in zip(dense_prefill, dense_times)) * 1000
+    ttft_glass = statistics.median(p + t[0] for p, t in zip(glass_prefill, glass_times)) * 1000
+    swap_token = statistics.median(t[s] for s, t in zip(swaps, glass_times)) * 1000
     pre_dense = statistics.median(dense_prefill) * 1000
     pre_glass = statistics.median(glass_prefill) * 1000
     fin = statistics.median(finalize)
@@ -184,4 +172,5 @@ def run_bench(model_path: Path, density: float | None, lam: float | None, thread
         prefill_overhead_pct=100.0 * (pre_glass - pre_dense) / pre_dense,
         finalize_pct_of_prefill=100.0 * fin / pre_dense,
         peak_rss_dense_mb=rss_dense, peak_rss_glass_mb=peak_rss_mb(),
+        ttft_dense_ms=ttft_dense, ttft_glass_ms=ttft_glass, swap_token_ms=swap_token, dense_tokens_before_swap=start - 1,
     )

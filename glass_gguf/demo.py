@@ -111,7 +111,7 @@ def sweep(glass_path: Path, backend, prompt_ids: list[int], cont: list[int], s: 
 
     rows = []
     for d in tqdm(s.densities, desc="density sweep", disable=not s.progress):
-        speed = run_bench(glass_path, d, s.lam, s.threads, 128, max(8, s.gen_tokens // 2), s.repeats)
+        speed = run_bench(glass_path, d, s.lam, s.threads, 128, max(24, s.gen_tokens // 2), s.repeats)
         rows.append({"density": d, "speedup": speed.speedup, "ideal_speedup": speed.ideal_speedup,
                      **kl_by_method(backend, prompt_ids, cont, d, s.lam)})
     return rows
@@ -128,7 +128,7 @@ def run_demo(s: DemoSettings) -> dict:
     prompt_ids = backend.prompt_ids(DEMO_PROMPT)
     dense_ids = backend.generate(prompt_ids, s.gen_tokens)
     result = side_by_side(backend, prompt_ids, dense_ids, s)
-    speed = run_bench(glass_path, s.density, s.lam, s.threads, 128, s.gen_tokens, s.repeats)
+    speed = run_bench(glass_path, s.density, s.lam, s.threads, 128, max(24, s.gen_tokens), s.repeats)
     result.update(model=str(glass_path), density=s.density, lam=s.lam, dense_tok_s=speed.dense_tok_s,
                   glass_tok_s=speed.glass_tok_s, speedup=speed.speedup, ideal_speedup=speed.ideal_speedup,
                   finalize_ms=speed.finalize_ms)

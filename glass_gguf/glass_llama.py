@@ -57,6 +57,12 @@ def load(
     """
     import llama_cpp
 
+    from .validate import check_glass_file, check_prior_file
+
+    # one clear line for a bad file before llama.cpp sees it (its reasons are hidden under verbose=False)
+    check_glass_file(model_path)
+    if isinstance(prior, (str, Path)):
+        check_prior_file(prior, model_path)
     llama_kwargs.setdefault("verbose", False)
     llm = llama_cpp.Llama(model_path=str(model_path), **llama_kwargs)
     session = GlassSession(llm)

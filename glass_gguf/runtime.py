@@ -93,6 +93,8 @@ _SIGNATURES = {
     "llama_glass_set_prompt_end": ([_c_ctx, ctypes.c_int32], ctypes.c_int32),
     "llama_glass_reusable_prefix": ([_c_ctx, ctypes.c_int32], ctypes.c_int32),
     "llama_glass_get_collected": ([_c_ctx], ctypes.c_int32),
+    "llama_glass_layer_bytes": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)],
+                                ctypes.c_int32),
     "llama_glass_get_abs_sums": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_double), ctypes.c_int64,
                                   ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
 }
@@ -243,6 +245,13 @@ class GlassSession:
             sums.append(buf)
             rows.append(n_rows.value)
         return sums, rows
+
+    def layer_bytes(self, layer: int) -> tuple[int, int]:
+        """(dense, compacted) bytes of layer's FFN weights one decoded token reads, at the enabled density and with
+        the type the runtime compacts the down projection to (equal for a layer that stays dense)."""
+        dense, sparse = ctypes.c_int64(), ctypes.c_int64()
+        self._call("llama_glass_layer_bytes", int(layer), ctypes.byref(dense), ctypes.byref(sparse))
+        return dense.value, sparse.value
 
     def abs_sums(self):
         """(sum |h| per layer, rows per layer) over the collected rows, the last layer's output rows included:

@@ -253,7 +253,6 @@ def patched(path, out, key=None, tensor=None, value: bytes = b""):
     return out
 
 
-@pytest.mark.xfail(strict=False, reason="glass_llama.load calls validate.check_glass_file: pending")
 def test_mutated_real_files_get_a_clean_error_from_load(smollm2_path, tmp_path):
     import struct
 

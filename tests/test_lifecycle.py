@@ -113,7 +113,7 @@ def test_prompt_of_n_batch_plus_one_tokens_is_collected_and_runs_dense(glass_mod
     dense.create_completion(prompt, max_tokens=2, temperature=0.0)
 
     llm = make_llm(glass_model, n_batch=n_batch, n_ubatch=n_ubatch, logits_all=True)
-    llm.create_completion(prompt, max_tokens=4, temperature=0.0)
+    llm.create_completion(prompt, max_tokens=12, temperature=0.0)  # past the swap to the compacted weights
     glass = GlassSession(llm)
     assert glass.collected == len(prompt), "the one-token last chunk is prompt, collected densely"
     assert glass.state == "sparse"
@@ -204,3 +204,49 @@ def test_server_answers_each_request_as_a_fresh_server_would(glass_model, tmp_pa
     log = (tmp_path / "a.log").read_text()
     assert "glass: enabled (density 0.500, lambda 0.500, auto mode)" in log
     assert "glass: decoding sparse" in log
+
+
+def decode_one_by_one(llm, prompt, n):
+    """Greedy tokens after prompt, one single-token batch each; (tokens, logits per step, GLASS state per step)."""
+    glass = GlassSession(llm)
+    llm.reset()
+    llm.eval(prompt)
+    tokens, logits, states = [], [llm.scores[len(prompt) - 1].copy()], []
+    for _ in range(n):
+        tokens.append(int(np.argmax(logits[-1])))
+        llm.eval([tokens[-1]])
+        logits.append(llm.scores[llm.n_tokens - 1].copy())
+        states.append(glass.state)
+    return tokens, logits, states
+
+
+def test_background_compaction_swaps_at_a_fixed_position_never_half_built(glass_model, monkeypatch):
+    """The first 6 generated tokens decode dense (bit-identical to dense) while the compaction runs beside them;
+    from the swap position on, the complete compacted set is used, so two runs give bit-identical logits."""
+    import threading
+
+    monkeypatch.setenv("GLASS_GGUF_SWAP_AFTER", "6")
+    prompt = make_llm(glass_model).tokenize(b"Write three sentences about the history of the printing press.")
+
+    dense = make_llm(glass_model, logits_all=True)
+    GlassSession(dense).disable()
+    dense_tokens, dense_logits, _ = decode_one_by_one(dense, prompt, 6)
+
+    llm = make_llm(glass_model, logits_all=True)
+    tokens, logits, states = decode_one_by_one(llm, prompt, 16)
+    assert states[:6] == ["collect"] * 6 and states[6:] == ["sparse"] * 10
+    assert tokens[:6] == dense_tokens
+    for step in range(7):  # the prompt's last position and the six dense generated tokens
+        np.testing.assert_array_equal(logits[step], dense_logits[step], err_msg=f"step {step}")
+
+    stop = threading.Event()
+    busy = threading.Thread(target=lambda: [sum(range(10_000)) for _ in iter(stop.is_set, True)])
+    busy.start()  # another timing for the background worker
+    try:
+        again_tokens, again_logits, _ = decode_one_by_one(make_llm(glass_model, logits_all=True), prompt, 16)
+    finally:
+        stop.set()
+        busy.join()
+    assert again_tokens == tokens
+    for step, (a, b) in enumerate(zip(again_logits, logits)):
+        np.testing.assert_array_equal(a, b, err_msg=f"step {step}")

@@ -50,7 +50,7 @@ def test_a_sidecar_beside_the_model_is_picked_up(model_with_sidecar):
     glass = GlassSession(llm)
     assert glass.params == {"density": 0.75, "lambda": 0.25, "mode": "auto"}
     assert has_priors(glass)
-    llm.create_completion("The sky is blue because", max_tokens=4, temperature=0.0)
+    llm.create_completion("The sky is blue because", max_tokens=12, temperature=0.0)  # past the swap
     assert glass.state == "sparse"
 
 

@@ -348,6 +348,39 @@ def build_native(src: Path, wheel_key: str, target: str, cpu: str | None, tools:
     return bin_dir
 
 
+def build_stock_lib(sdist: Path, sdist_sha256: str) -> Path:
+    """libllama of the unpatched sdist, with the wheel's flags: what a user without glass-gguf runs. The tests load it
+    through LLAMA_CPP_LIB_PATH to check that stock llama.cpp opens the portable files we write. Laid out like a
+    patched build (build/<key>/source next to its build directory), so ccache serves the unchanged ggml objects."""
+    key = "stock-" + hashlib.sha256((sdist_sha256 + CMAKE_FLAGS).encode()).hexdigest()[:16]
+    root = cache_dir() / "build" / key
+    lib_dir = root / "lib"
+    if (lib_dir / "libllama.so").exists():
+        return lib_dir
+    check_prerequisites("host")
+    src = prepare_source(sdist, [], key)
+    build = root / "lib-build"
+    env = dict(os.environ)
+    pin_host_compilers(env)
+    launcher = ccache_setup(env)
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else ["-G", "Unix Makefiles"]
+    log("building the stock libllama (no patches)")
+    started = time.monotonic()
+    subprocess.run(["cmake", "-S", str(src), "-B", str(build), *generator, "-DCMAKE_BUILD_TYPE=Release",
+                    *CMAKE_FLAGS.split(), *launcher], check=True, env=env, stdout=sys.stderr)
+    subprocess.run(["cmake", "--build", str(build), "--parallel", str(os.cpu_count() or 2), "--target", "llama"],
+                   check=True, env=env, stdout=sys.stderr)
+    staging = root / "lib.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for so in build.rglob("lib*.so*"):  # libllama and the ggml libraries, wherever CMake put them
+        if not (staging / so.name).exists():
+            shutil.copy2(so, staging / so.name, follow_symlinks=True)
+    os.replace(staging, lib_dir)
+    log(f"stock libllama built in {time.monotonic() - started:.0f} s: {lib_dir}")
+    return lib_dir
+
+
 def install(wheel: Path, venv: Path, info: dict) -> None:
     python = venv / "bin" / "python"
     if not python.exists():
@@ -413,12 +446,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", choices=NATIVE_TOOLS, metavar="TOOL",
                     help=f"build only this tool (repeatable; default all of {', '.join(NATIVE_TOOLS)})")
     ap.add_argument("--print-path", action="store_true", help="print only the binaries' directory on stdout")
+    ap.add_argument("--stock-lib", action="store_true",
+                    help="build libllama of the unpatched sdist (for LLAMA_CPP_LIB_PATH) and print its directory")
     args = ap.parse_args(argv)
     if args.cpu and args.native != "aarch64":
         ap.error("--cpu applies to --native aarch64 only")
     try:
         if args.dev_build:
             dev_build(args.dev_build)
+            return 0
+        if args.stock_lib:
+            print(build_stock_lib(fetch_sdist(args.sdist_sha256), args.sdist_sha256))
             return 0
         patches = patch_files(args.patches)
         key = build_key(args.sdist_sha256, patches)
