@@ -1,0 +1,294 @@
+"""llama.cpp's own tools built with the GLASS patches (glass-gguf build-native): llama-completion, llama-server and
+llama-bench on this machine, and llama-completion cross-built for aarch64 and run under qemu.
+
+The builds are cached by the build tool, so only the first session on a machine compiles (the host tools share
+most objects with the wheel through ccache); the aarch64 build is llama-completion only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import llama_cpp
+
+from glass_gguf.doctor import arm_cpu_variant, cpu_features
+from glass_gguf.gguf_io import Prior, embed_prior, gguf_model_info
+
+from conftest import REPO
+
+BUILD_TOOL = REPO / "tools" / "build_llama_cpp_python.py"
+PROMPT = "The history of the printing press begins"
+AARCH64_CPU = "armv8.2-a+dotprod"
+DUMP_SELECTION = "GLASS_GGUF_DUMP_SELECTION"  # the runtime appends `layer N: i0 i1 ...` or `layer N: dense` per finalize
+# Two unrelated requests; each answer runs its full max_tokens (no early end of turn), so concurrent slots finish
+# in the same step.
+REQUESTS = (
+    "Write a long story about a dragon who learns to bake bread.",
+    "List the planets of the solar system and describe each one in detail.",
+)
+
+
+def build_native(*args: str) -> Path:
+    result = subprocess.run([sys.executable, str(BUILD_TOOL), "--native", *args, "--print-path"],
+                            stdout=subprocess.PIPE, text=True)
+    assert result.returncode == 0, f"build-native {' '.join(args)} failed (its messages are above)"
+    return Path(result.stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def host_bin() -> Path:
+    return build_native("host")
+
+
+@pytest.fixture(scope="session")
+def aarch64_bin() -> Path:
+    return build_native("aarch64", "--cpu", AARCH64_CPU, "--only", "llama-completion")
+
+
+@pytest.fixture(scope="session")
+def glass_gguf(smollm2_path, tmp_path_factory) -> Path:
+    """SmolLM2 with a seeded prior embedded (glass.density 0.5, glass.lambda 0.5): GLASS switches itself on."""
+    info = gguf_model_info(smollm2_path)
+    rng = np.random.default_rng(0)
+    scores = [rng.gamma(2.0, 1.0, n).astype(np.float32) for n in info.n_ff]
+    prior = Prior(kind="activation", source="test:seed=0", tokens=0, fingerprint=info.fingerprint, scores=scores)
+    out = tmp_path_factory.mktemp("native") / "smollm2-glass.gguf"
+    return embed_prior(smollm2_path, prior, out, density=0.5, lam=0.5)
+
+
+def run_env(**glass) -> dict:
+    """This process's environment without any GLASS_GGUF* setting, plus the given ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLASS_GGUF")}
+    env.update(glass)
+    return env
+
+
+def completion(binary: Path, model: Path, n: int = 16, runner: tuple[str, ...] = (), **glass):
+    """Greedy plain completion of PROMPT: (generated text, log)."""
+    result = subprocess.run(
+        [*runner, str(binary), "-m", str(model), "-p", PROMPT, "-n", str(n), "-no-cnv", "--temp", "0", "--seed", "0",
+         "-t", "2", "-c", "256", "--no-display-prompt"],
+        capture_output=True, text=True, env=run_env(**glass), timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.replace("[end of text]", "").rstrip("\n"), result.stderr
+
+
+def python_completion(model: Path, n: int) -> str:
+    """The same greedy completion through llama-cpp-python and the installed GLASS runtime (auto mode)."""
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=256, n_threads=2, n_threads_batch=2, seed=0, verbose=False)
+    out = llm.create_completion(PROMPT, max_tokens=n, temperature=0.0, repeat_penalty=1.0, seed=0)
+    return out["choices"][0]["text"]
+
+
+def read_selection(path: Path) -> dict[int, frozenset[int] | None]:
+    """The last selection dumped per layer (None: the layer stayed dense)."""
+    chosen: dict[int, frozenset[int] | None] = {}
+    for line in path.read_text().splitlines():
+        head, _, rest = line.partition(":")
+        layer = int(head.split()[1])
+        chosen[layer] = None if rest.strip() == "dense" else frozenset(int(i) for i in rest.split())
+    return chosen
+
+
+# --- llama-completion on this machine ----------------------------------------------------------------------------
+
+def test_completion_at_density_1_equals_dense(host_bin, glass_gguf):
+    dense, _ = completion(host_bin / "llama-completion", glass_gguf, GLASS_GGUF="off")
+    full, log = completion(host_bin / "llama-completion", glass_gguf, GLASS_GGUF_DENSITY="1")
+    assert "glass: enabled" in log
+    assert full == dense and dense.strip()
+
+
+def test_completion_logs_that_glass_decodes_sparse(host_bin, glass_gguf):
+    _, log = completion(host_bin / "llama-completion", glass_gguf, GLASS_GGUF_DENSITY="0.5")
+    lines = [line for line in log.lower().splitlines() if "glass" in line and "sparse" in line]
+    assert lines, "no log line says GLASS decodes sparse:\n" + "\n".join(
+        line for line in log.splitlines() if "glass" in line.lower())
+    assert "glass: decoding dense" not in log
+
+
+def test_completion_at_density_half_equals_the_python_runtime(host_bin, glass_gguf, monkeypatch):
+    text, _ = completion(host_bin / "llama-completion", glass_gguf, GLASS_GGUF_DENSITY="0.5")
+    for name in [k for k in os.environ if k.startswith("GLASS_GGUF")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("GLASS_GGUF_DENSITY", "0.5")
+    assert text == python_completion(glass_gguf, 16)
+
+
+# --- llama-bench -------------------------------------------------------------------------------------------------
+
+def bench(host_bin: Path, model: Path, **glass) -> tuple[list[dict], str]:
+    result = subprocess.run(
+        [str(host_bin / "llama-bench"), "-m", str(model), "-p", "32", "-n", "16", "-r", "1", "-t", "2", "-o", "json",
+         "-v"],
+        capture_output=True, text=True, env=run_env(**glass), timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout), result.stderr
+
+
+def test_bench_reports_prefill_and_decode_dense_and_glass(host_bin, glass_gguf):
+    for glass, expect_enabled in (({"GLASS_GGUF": "off"}, False), ({}, True)):
+        rows, log = bench(host_bin, glass_gguf, **glass)
+        tests = {(r["n_prompt"], r["n_gen"]): r for r in rows}
+        assert set(tests) == {(32, 0), (0, 16)}, rows
+        assert all(r["avg_ts"] > 0 for r in rows)
+        assert ("glass: enabled" in log) == expect_enabled
+
+
+# --- llama-server ------------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """llama-server on a free loopback port, stopped on exit."""
+
+    def __init__(self, host_bin: Path, model: Path, parallel: int, **glass):
+        self.port = free_port()
+        self.log = open(Path(model).with_suffix(f".server-{self.port}.log"), "w")
+        self.proc = subprocess.Popen(
+            [str(host_bin / "llama-server"), "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
+             "--parallel", str(parallel), "-c", str(1024 * parallel), "-t", "2", "--seed", "0"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=run_env(**glass),
+        )
+
+    def __enter__(self) -> Server:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, Path(self.log.name).read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("llama-server did not become healthy in 120 s")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+    def chat(self, content: str) -> str:
+        body = {"messages": [{"role": "user", "content": content}], "temperature": 0, "max_tokens": 24, "seed": 0}
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/v1/chat/completions",
+                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return json.load(r)["choices"][0]["message"]["content"]
+
+
+def alone(host_bin: Path, model: Path, content: str, **glass) -> str:
+    with Server(host_bin, model, parallel=1, **glass) as server:
+        return server.chat(content)
+
+
+def test_server_one_slot_answers_unrelated_requests_as_a_fresh_server(host_bin, glass_gguf):
+    """Needs the runtime lifecycle patch: the second request must not reuse the first one's GLASS statistics."""
+    with Server(host_bin, glass_gguf, parallel=1) as server:
+        answers = [server.chat(content) for content in REQUESTS]
+    assert answers[0] == alone(host_bin, glass_gguf, REQUESTS[0])
+    assert answers[1] == alone(host_bin, glass_gguf, REQUESTS[1])
+
+
+def test_server_with_several_slots_runs_dense_and_correctly(host_bin, glass_gguf):
+    """One selection cannot serve several sequences: with --parallel 2 GLASS stays off (the log says so), and two
+    concurrent requests answer exactly as a dense server answers each alone."""
+    dense = [alone(host_bin, glass_gguf, content, GLASS_GGUF="off") for content in REQUESTS]
+    answers: dict[int, str] = {}
+    with Server(host_bin, glass_gguf, parallel=2) as server:
+        threads = [threading.Thread(target=lambda i=i: answers.__setitem__(i, server.chat(REQUESTS[i])))
+                   for i in range(len(REQUESTS))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    log = Path(server.log.name).read_text()
+    assert "glass: not enabled" in log and "glass: decoding sparse" not in log
+    assert [answers[i] for i in range(len(REQUESTS))] == dense
+
+
+# --- aarch64 under qemu ------------------------------------------------------------------------------------------
+
+def qemu() -> tuple[str, ...]:
+    exe = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
+    assert exe, "qemu-aarch64-static is missing: apt-get install -y qemu-user-static"
+    return (exe,)
+
+
+def test_aarch64_completion_decodes_sparse_like_x86_64(host_bin, aarch64_bin, glass_gguf, tmp_path):
+    """The cross-built static binary decodes the GLASS model sparse under qemu and selects what x86-64 selects
+    (the runtime writes every selection to GLASS_GGUF_DUMP_SELECTION)."""
+    arm_dump, x86_dump = tmp_path / "arm.txt", tmp_path / "x86.txt"
+    arm_text, arm_log = completion(aarch64_bin / "llama-completion", glass_gguf, n=6, runner=qemu(),
+                                   GLASS_GGUF_DENSITY="0.5", **{DUMP_SELECTION: str(arm_dump)})
+    x86_text, _ = completion(host_bin / "llama-completion", glass_gguf, n=6,
+                             GLASS_GGUF_DENSITY="0.5", **{DUMP_SELECTION: str(x86_dump)})
+    assert "glass: decoding sparse" in arm_log
+    assert arm_text == x86_text and arm_text.strip()
+    arm, x86 = read_selection(arm_dump), read_selection(x86_dump)
+    assert arm.keys() == x86.keys() and any(s is not None for s in arm.values())
+    for layer in arm:
+        if arm[layer] is None or x86[layer] is None:
+            assert arm[layer] == x86[layer], f"layer {layer}: dense on one machine only"
+            continue
+        jaccard = len(arm[layer] & x86[layer]) / len(arm[layer] | x86[layer])
+        assert jaccard >= 0.99, f"layer {layer}: Jaccard {jaccard:.4f}"
+
+
+# --- doctor on ARM (no build) ------------------------------------------------------------------------------------
+
+RASPBERRY_PI_5_CPUINFO = """\
+processor\t: 0
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU variant\t: 0x4
+CPU part\t: 0xd0b
+CPU revision\t: 1
+"""
+
+
+def test_doctor_reads_arm_features_from_cpuinfo():
+    features = cpu_features(RASPBERRY_PI_5_CPUINFO)
+    assert features == ["fp", "asimd", "fphp", "asimdhp", "asimddp"]
+    assert arm_cpu_variant(features) == "armv8.2-a+dotprod"
+    assert arm_cpu_variant(cpu_features(RASPBERRY_PI_5_CPUINFO.replace(" asimddp", ""))) == "armv8-a"
+
+
+def test_doctor_reads_x86_flags_from_cpuinfo():
+    assert cpu_features("processor\t: 0\nflags\t\t: fpu sse3 avx avx2 fma f16c\n") == ["sse3", "avx", "avx2", "fma", "f16c"]
+
+
+# --- prerequisites (no build) ------------------------------------------------------------------------------------
+
+def test_missing_prerequisites_are_named_with_their_fix(tmp_path, monkeypatch):
+    from glass_gguf.native import build_tool
+
+    tool = build_tool()
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no compiler, cmake, patch, cross toolchain
+    with pytest.raises(tool.BuildError) as e:
+        tool.check_prerequisites("aarch64")
+    message = str(e.value)
+    assert "aarch64-linux-gnu-g++" in message and "apt-get install -y crossbuild-essential-arm64" in message
+    assert "cmake" in message and "apt-get install -y cmake" in message
+    assert "patch" in message and "apt-get install -y patch" in message
+    with pytest.raises(tool.BuildError, match="a C\\+\\+ compiler .*apt-get install -y g\\+\\+"):
+        tool.check_prerequisites("host")
