@@ -166,6 +166,54 @@ def test_sparse_logits_equal_an_independent_pruned_model(glass_model, tmp_path, 
     assert np.mean(np.argmax(reference, 1) == np.argmax(sparse, 1)) >= agreement
 
 
+@pytest.fixture(scope="module")
+def glass_model_q4_k(smollm2_path, tmp_path_factory):
+    """SmolLM2 re-quantized to Q4_K_M by llama.cpp (its down projections are Q4_K and Q6_K), prior embedded."""
+    import ctypes
+
+    out = tmp_path_factory.mktemp("q4k")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
+    params.allow_requantize = True
+    params.nthread = 2
+    assert llama_cpp.llama_model_quantize(str(smollm2_path).encode(), str(out / "q4_k_m.gguf").encode(),
+                                          ctypes.byref(params)) == 0
+    return embed_prior(out / "q4_k_m.gguf", seeded_prior(smollm2_path, decimals=1), out / "glass.gguf",
+                       density=0.5, lam=0.5)
+
+
+def test_k_quant_down_projections_compact_to_q5_0_close_to_the_pruned_model(glass_model_q4_k, tmp_path):
+    """Q4_K down columns regrouped into Q5_0 blocks (5.5 bits, not Q8_0's 8.5): the second rounding stays small next
+    to what pruning costs, measured against the exactly pruned model; and the bytes a token reads shrink."""
+    import gguf
+
+    tensors = {t.name: t for t in gguf.GGUFReader(str(glass_model_q4_k)).tensors}
+    down_types = [tensors[f"blk.{i}.ffn_down.weight"].tensor_type for i in range(30)]
+    assert gguf.GGMLQuantizationType.Q4_K in down_types
+    text = CHAT_PROMPT + "The sky looks blue because air molecules scatter short wavelengths of sunlight."
+    llm = make_llm(glass_model_q4_k, logits_all=True)
+    glass = GlassSession(llm)
+    glass.enable(density=0.5, lam=0.5, mode="manual")
+    tokens = llm.tokenize(text.encode(), special=True)
+    llm.eval(tokens)
+    glass.finalize()
+    llm.reset()
+    llm.eval(tokens)
+    sparse = llm.scores[: len(tokens)].copy()
+
+    layer = down_types.index(gguf.GGMLQuantizationType.Q4_K)
+    gate_up = sum(int(tensors[f"blk.{layer}.ffn_{w}.weight"].n_bytes) for w in ("gate", "up"))
+    k, n_ff, n_embd = 768, 1536, 576
+    q5_0_down = n_embd * (k // 32) * 22  # Q5_0: 22 bytes per 32 weights (Q8_0 would take 34)
+    assert glass.layer_bytes(layer)[1] == gate_up * k // n_ff + q5_0_down
+
+    pruned_path = tmp_path / "pruned.gguf"
+    zero_pruned_neurons(glass_model_q4_k, pruned_path, glass.selected())
+    reference = dense_logits(pruned_path, tokens)
+    dense = dense_logits(glass_model_q4_k, tokens)
+    assert kl_divergence(reference, sparse) < 0.25 * kl_divergence(dense, sparse)
+
+
 def test_a_glass_gguf_runs_glass_under_plain_llama(glass_model):
     llm = make_llm(glass_model)
     glass = GlassSession(llm)
