@@ -179,13 +179,13 @@ def fetch(name, as_json):
 @click.option("--batch-size", type=click.IntRange(1), default=16, help="sequences per batch (a shard is whole batches)")
 @click.option("--seed", type=int, default=0, help="sampling seed of the self-generated calibration")
 @click.option("--shard", default="0/1", help="compute only shard I of N (merge them with prior-merge)")
-@threads_option("torch threads")
+@threads_option("threads (torch, or llama.cpp for a GGUF)")
 @click.option("--from-imatrix", type=click.Path(exists=True, dir_okay=False),
               help="take an activation prior from a llama.cpp imatrix (.dat or .gguf) instead; SOURCE may be a GGUF")
 @json_option
 def prior(source, output, kind, calibration, tokens, seq_len, batch_size, seed, shard, threads, from_imatrix,
           as_json):
-    """Compute the global prior of SOURCE, an HF checkpoint folder (docs/priors.md)."""
+    """Compute the global prior of SOURCE, a GGUF (llama.cpp) or an HF checkpoint folder (docs/priors.md)."""
     from .prior_file import write_prior
 
     no_overwrite([output], [source, from_imatrix, *(c for c in calibration if c != "self")])
@@ -195,6 +195,12 @@ def prior(source, output, kind, calibration, tokens, seq_len, batch_size, seed, 
         if kind != "activation":
             raise click.BadParameter("an imatrix gives an activation prior only", param_hint="--kind")
         p = prior_from_imatrix(from_imatrix, _model_info(source))
+    elif Path(source).is_file() and Path(source).suffix.lower() == ".gguf":
+        from .gguf_prior import compute_gguf_prior
+        from .prior import parse_shard
+
+        p = compute_gguf_prior(source, kind, calibration, tokens, seq_len, seed, batch_size, parse_shard(shard),
+                               threads)
     else:
         from .prior import compute_prior, parse_shard
 
