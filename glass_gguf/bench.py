@@ -1,13 +1,17 @@
-"""Decode speed of GLASS against dense in one process: alternating runs, medians, a ratio.
+"""Decode speed of GLASS against dense and against its ceiling, in one process: finely interleaved, per-pair ratios.
 
-Absolute times on shared 2-core machines mean little; the ratio of medians measured side by side does. Each repeat
-runs dense and GLASS on the same prompt (in alternating order) and times the prefill (dense, or dense plus the
-collection op), every decode step, and the finalize (selection and compaction: at the first generated token, or in
-the background while the first GLASS_GGUF_SWAP_AFTER tokens decode dense). Decode speed is taken over the positions
-after GLASS's swap to the compacted weights, in both runs.
+Three contexts, kept warm, each continuing its own sequence: the model dense, the model under GLASS, and the ceiling,
+a model statically compacted to the shapes and types GLASS compacts to (static_model.py: the first k neurons of
+every layer, stock llama.cpp, GLASS off). Every repeat, each context reads the same prompt (timed: the prefill, and
+the first decode step, where GLASS selects and compacts) and decodes up to GLASS's swap to the compacted weights
+(the first token by default, later with GLASS_GGUF_SWAP_AFTER=N). Then they decode in rounds of `chunk` tokens,
+one context after the other at the same positions; within a round the three are timed back to back, so a round's
+ratios see the same machine. The reported ratios are medians over all rounds of all repeats, with their quartiles:
+a shared machine's slow seconds hit a few rounds, not the median.
 """
 from __future__ import annotations
 
+import hashlib
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -16,6 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from .runtime import GlassSession
+
+DEFAULT_PROMPT_TOKENS = 256     # bench and the demo measure with the same lengths
+DEFAULT_GEN_TOKENS = 128
+DEFAULT_CHUNK = 16              # tokens per context per round
 
 # Plain prose to build prompts of any length from (tokenized and repeated as needed).
 FILLER = (
@@ -32,12 +40,24 @@ class BenchResult:
     lam: float
     threads: int
     prompt_tokens: int
-    gen_tokens: int
+    gen_tokens: int                   # tokens each context decodes per repeat
     repeats: int
-    dense_tok_s: float
+    chunk_tokens: int                 # tokens per context per round
+    rounds: int                       # rounds behind the medians (repeats x rounds per repeat)
+    dense_tok_s: float                # medians over the rounds
     glass_tok_s: float
-    speedup: float
-    ideal_speedup: float
+    ceiling_tok_s: float
+    speedup: float                    # median over rounds of dense time / GLASS time
+    speedup_q1: float                 # its quartiles: the spread
+    speedup_q3: float
+    ceiling_speedup: float            # median over rounds of dense time / ceiling time
+    share_of_ceiling: float           # median over rounds of ceiling time / GLASS time (GLASS tok/s / ceiling tok/s)
+    share_of_ceiling_q1: float
+    share_of_ceiling_q3: float
+    ideal_speedup: float              # the bytes model: weight bytes a token reads, dense over GLASS (not a bound)
+    ceiling_k: int                    # neurons per layer of the ceiling (GLASS's k)
+    ceiling_model: str
+    glass_dense_layers: list          # layers GLASS keeps dense (the ceiling compacts them too)
     finalize_ms: float
     prefill_dense_ms: float
     prefill_glass_ms: float
@@ -78,28 +98,6 @@ def prompt_tokens(llm, n: int) -> list[int]:
     return bos + body
 
 
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def _decode(llm, n: int, glass: GlassSession | None = None) -> tuple[list[float], int]:
-    """Greedy-decode n tokens after the prompt already evaluated: (seconds per token, index of the first token
-    decoded sparse, or 0 for a dense run). GLASS decodes its first tokens densely while it compacts the weights in
-    the background with GLASS_GGUF_SWAP_AFTER=N (by default it compacts at the first generated token, index 0)."""
-    times, first_sparse = [], None
-    token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-    for i in range(n):
-        t0 = time.perf_counter()
-        llm.eval([token])
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        times.append(time.perf_counter() - t0)
-        if glass is not None and first_sparse is None and glass.state == "sparse":
-            first_sparse = i
-    return times, first_sparse or 0
-
-
 def peak_rss_mb() -> float:
     """The peak resident memory of this process so far (VmHWM), MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -108,69 +106,157 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def run_bench(model_path: Path, density: float | None, lam: float | None, threads: int, n_prompt: int, n_gen: int,
-              repeats: int, progress=None, prior: str | Path | None = None) -> BenchResult:
+class Sequence:
+    """One context continuing its own greedy sequence, one token per eval."""
+
+    def __init__(self, llm, glass: GlassSession | None = None):
+        self.llm, self.glass = llm, glass
+
+    def prefill(self, tokens: list[int]) -> float:
+        """Start again at position 0 with the prompt (GLASS restarts its statistic there); seconds."""
+        self.llm.reset()
+        t0 = time.perf_counter()
+        self.llm.eval(tokens)
+        return time.perf_counter() - t0
+
+    def decode(self, n: int) -> list[float]:
+        """n greedy tokens; seconds per token."""
+        llm, times = self.llm, []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            llm.eval([token])
+            times.append(time.perf_counter() - t0)
+        return times
+
+    def decode_until_sparse(self, limit: int) -> list[float]:
+        """Decode until GLASS runs on its compacted weights (at most limit tokens); seconds per token."""
+        times = []
+        while self.glass.state != "sparse" or not times:
+            if len(times) == limit:
+                raise RuntimeError(f"GLASS did not swap to compacted weights within {limit} tokens: "
+                                   "raise --gen-tokens (or lower GLASS_GGUF_SWAP_AFTER)")
+            times += self.decode(1)
+        return times
+
+
+def static_model_path(model_path: Path, k: int, down_types) -> Path:
+    """Where the ceiling for (model, k, down types) is cached: beside the other models, never next to the input."""
+    from .assets import cache_dir
+
+    st = model_path.stat()
+    key = f"{model_path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{k}:{[int(t) for t in down_types]}:v1"
+    stem = model_path.name.removesuffix(".gguf")
+    return cache_dir() / "static" / f"{stem}.static-k{k}.{hashlib.sha256(key.encode()).hexdigest()[:12]}.gguf"
+
+
+def ceiling_model(model_path: Path, glass: GlassSession) -> tuple[Path, int, list[int]]:
+    """(static model at GLASS's k and down types, k, layers GLASS keeps dense), written once and cached."""
+    from .static_model import down_types_from_runtime, write_static
+
+    selected = glass.selected()
+    ks = {len(s) for s in selected if s is not None}
+    if len(ks) != 1:
+        raise RuntimeError(f"GLASS kept {sorted(ks)} neurons in different layers: no static model has these shapes")
+    k = ks.pop()
+    down_types = down_types_from_runtime(model_path, glass, k)
+    path = static_model_path(model_path, k, down_types)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_static(model_path, path, k, down_types)
+    return path, k, [il for il, s in enumerate(selected) if s is None]
+
+
+def _median_iqr(values) -> tuple[float, float, float]:
+    q1, med, q3 = np.percentile(np.asarray(values, dtype=np.float64), [25, 50, 75])
+    return float(med), float(q1), float(q3)
+
+
+def run_bench(model_path: Path, density: float | None, lam: float | None, threads: int,
+              n_prompt: int = DEFAULT_PROMPT_TOKENS, n_gen: int = DEFAULT_GEN_TOKENS, repeats: int = 5,
+              progress=None, prior: str | Path | None = None, chunk: int = DEFAULT_CHUNK) -> BenchResult:
     """density/lam None: what the runtime itself would use for this model (and sidecar prior, if given)."""
     from .glass_llama import load
 
-    llm, glass = load(model_path, density=density, lam=lam, prior=prior, n_ctx=n_prompt + n_gen + 8,
-                      n_batch=max(512, n_prompt), n_threads=threads, n_threads_batch=threads)
+    model_path = Path(model_path)
+    kwargs = dict(n_ctx=n_prompt + n_gen + 8, n_batch=max(512, n_prompt), n_threads=threads,
+                  n_threads_batch=threads)
+    llm, glass = load(model_path, density=density, lam=lam, prior=prior, **kwargs)
     if glass.state == "off":
         raise RuntimeError("GLASS is off for this model (GLASS_GGUF=off?): nothing to compare with dense")
     density, lam = glass.params["density"], glass.params["lambda"]
     dense_bytes, glass_bytes = weight_bytes_per_token(model_path, glass)
-    glass.disable()  # the dense runs must be dense
     tokens = prompt_tokens(llm, n_prompt)
 
-    dense_times, glass_times, dense_prefill, glass_prefill, finalize, swaps = [], [], [], [], [], []
+    # peak memory of this model alone, dense, then with GLASS's compacted copies: before the other contexts exist
+    glass.disable()
+    warm = Sequence(llm)
+    warm.prefill(tokens)
+    warm.decode(min(chunk, n_gen))
+    rss_dense = peak_rss_mb()
+    glass.enable(density, lam, "auto")
+    sparse = Sequence(llm, glass)
+    sparse.prefill(tokens)
+    n_head = len(sparse.decode_until_sparse(n_gen - 1))   # tokens up to and including the swap
+    rss_glass = peak_rss_mb()
+    static_path, k, glass_dense = ceiling_model(model_path, glass)
 
-    def dense_run():
-        glass.disable()
-        llm.reset()
-        dense_prefill.append(_timed(lambda: llm.eval(tokens)))
-        dense_times.append(_decode(llm, n_gen)[0])
+    dense = Sequence(load(model_path, prior=prior, dense=True, **kwargs)[0])
+    ceiling = Sequence(load(static_path, dense=True, **kwargs)[0])
+    for seq in (dense, ceiling):  # warm-up: page in the weights, build the graphs
+        seq.prefill(tokens)
+        seq.decode(min(chunk, n_gen))
 
-    def glass_run():
-        glass.enable(density, lam, "auto")
-        llm.reset()
-        glass_prefill.append(_timed(lambda: llm.eval(tokens)))
-        times, first_sparse = _decode(llm, n_gen, glass)
-        if glass.state != "sparse" or first_sparse >= n_gen - 2:
-            raise RuntimeError(f"GLASS decoded only {n_gen - first_sparse} of {n_gen} tokens sparse: raise --gen-tokens")
-        glass_times.append(times)
-        swaps.append(first_sparse)
-        finalize.append(glass.timings()["finalize_ms"])
-
-    dense_run()  # warm-up: page in the weights, build the graphs
-    rss_dense = peak_rss_mb()  # before GLASS ever compacted anything
-    glass_run()
-    for timings in (dense_times, glass_times, dense_prefill, glass_prefill, finalize, swaps):
-        timings.clear()
+    prefill = {"dense": [], "glass": []}
+    ttft = {"dense": [], "glass": []}
+    finalize, swap_token = [], []
+    rounds = {"dense": [], "glass": [], "ceiling": []}
+    seqs = {"dense": dense, "glass": sparse, "ceiling": ceiling}
+    names = list(seqs)
     for r in range(repeats):
-        first, second = (dense_run, glass_run) if r % 2 == 0 else (glass_run, dense_run)
-        first()
-        second()
+        order = names[r % 3:] + names[: r % 3]
+        for name in order:
+            seq = seqs[name]
+            pre = seq.prefill(tokens)
+            if name == "glass" and glass.state != "collect":
+                raise RuntimeError(f"GLASS is {glass.state!r} after a new prompt, not collecting it")
+            head = seq.decode_until_sparse(n_gen) if name == "glass" else seq.decode(n_head)
+            if len(head) != n_head:
+                raise RuntimeError(f"GLASS swapped after {len(head)} tokens in one repeat and {n_head} in another")
+            if name in prefill:
+                prefill[name].append(pre)
+                ttft[name].append(pre + head[0])
+            if name == "glass":
+                finalize.append(glass.timings()["finalize_ms"])
+                swap_token.append(head[-1])
+        done = n_head
+        while done < n_gen:
+            n = min(chunk, n_gen - done)
+            for name in (order if len(rounds["dense"]) % 2 == 0 else order[::-1]):
+                rounds[name].append((n, sum(seqs[name].decode(n))))
+            done += n
         if progress:
             progress(r + 1)
 
-    # steady-state decode: the tokens after GLASS's swap to the compacted weights, the same positions in both runs
-    start = max(swaps) + 1
-    dense_tok_s = (n_gen - start) / statistics.median(sum(t[start:]) for t in dense_times)
-    glass_tok_s = (n_gen - start) / statistics.median(sum(t[start:]) for t in glass_times)
-    # time to the first token: the prefill, and the first decode step after it (where a synchronous finalize stalls)
-    ttft_dense = statistics.median(p + t[0] for p, t in zip(dense_prefill, dense_times)) * 1000
-    ttft_glass = statistics.median(p + t[0] for p, t in zip(glass_prefill, glass_times)) * 1000
-    swap_token = statistics.median(t[s] for s, t in zip(swaps, glass_times)) * 1000
-    pre_dense = statistics.median(dense_prefill) * 1000
-    pre_glass = statistics.median(glass_prefill) * 1000
+    seconds = {name: np.array([t for _, t in rs]) for name, rs in rounds.items()}
+    rate = {name: float(np.median([n / t for n, t in rs])) for name, rs in rounds.items()}
+    speedup = _median_iqr(seconds["dense"] / seconds["glass"])
+    share = _median_iqr(seconds["ceiling"] / seconds["glass"])
+    pre_dense, pre_glass = (statistics.median(prefill[n]) * 1000 for n in ("dense", "glass"))
     fin = statistics.median(finalize)
     return BenchResult(
         model=str(model_path), density=density, lam=lam, threads=threads, prompt_tokens=len(tokens),
-        gen_tokens=n_gen, repeats=repeats, dense_tok_s=dense_tok_s, glass_tok_s=glass_tok_s,
-        speedup=glass_tok_s / dense_tok_s, ideal_speedup=dense_bytes / glass_bytes, finalize_ms=fin,
+        gen_tokens=n_gen, repeats=repeats, chunk_tokens=chunk, rounds=len(rounds["dense"]),
+        dense_tok_s=rate["dense"], glass_tok_s=rate["glass"], ceiling_tok_s=rate["ceiling"],
+        speedup=speedup[0], speedup_q1=speedup[1], speedup_q3=speedup[2],
+        ceiling_speedup=float(np.median(seconds["dense"] / seconds["ceiling"])),
+        share_of_ceiling=share[0], share_of_ceiling_q1=share[1], share_of_ceiling_q3=share[2],
+        ideal_speedup=dense_bytes / glass_bytes, ceiling_k=k, ceiling_model=str(static_path),
+        glass_dense_layers=glass_dense, finalize_ms=fin,
         prefill_dense_ms=pre_dense, prefill_glass_ms=pre_glass,
         prefill_overhead_pct=100.0 * (pre_glass - pre_dense) / pre_dense,
         finalize_pct_of_prefill=100.0 * fin / pre_dense,
-        peak_rss_dense_mb=rss_dense, peak_rss_glass_mb=peak_rss_mb(),
-        ttft_dense_ms=ttft_dense, ttft_glass_ms=ttft_glass, swap_token_ms=swap_token, dense_tokens_before_swap=start - 1,
+        peak_rss_dense_mb=rss_dense, peak_rss_glass_mb=rss_glass,
+        ttft_dense_ms=statistics.median(ttft["dense"]) * 1000, ttft_glass_ms=statistics.median(ttft["glass"]) * 1000,
+        swap_token_ms=statistics.median(swap_token) * 1000, dense_tokens_before_swap=n_head - 1,
     )

@@ -103,22 +103,31 @@ def kl_by_method(backend, prompt_ids, cont_ids, density: float, lam: float) -> d
             "ppl_griffin": float(np.exp(scores.nll[griffin] / n)), "scored_tokens": scores.n_tokens}
 
 
-def sweep(glass_path: Path, backend, prompt_ids: list[int], cont: list[int], s: DemoSettings) -> list[dict]:
-    """Speed-up and KL at every density of the plot, on the dense continuation of the side-by-side run."""
-    from tqdm import tqdm
+SPEED_KEYS = ("prompt_tokens", "gen_tokens", "dense_tok_s", "glass_tok_s", "ceiling_tok_s", "speedup", "speedup_q1",
+              "speedup_q3", "ceiling_speedup", "share_of_ceiling", "ideal_speedup", "finalize_ms", "ttft_dense_ms",
+              "ttft_glass_ms")
 
-    from .bench import run_bench
+
+def speed(glass_path: Path, density: float, s: DemoSettings) -> dict:
+    """bench's measurement (run_bench, with bench's default prompt and generation lengths), the keys the demo shows."""
+    from .bench import DEFAULT_GEN_TOKENS, DEFAULT_PROMPT_TOKENS, run_bench
+
+    result = run_bench(glass_path, density, s.lam, s.threads, DEFAULT_PROMPT_TOKENS, DEFAULT_GEN_TOKENS, s.repeats)
+    return {key: getattr(result, key) for key in SPEED_KEYS}
+
+
+def sweep(glass_path: Path, backend, prompt_ids: list[int], cont: list[int], s: DemoSettings) -> list[dict]:
+    """Speed-up (and its ceiling) and KL at every density of the plot, on the dense continuation of the side-by-side
+    run."""
+    from tqdm import tqdm
 
     rows = []
     for d in tqdm(s.densities, desc="density sweep", disable=not s.progress):
-        speed = run_bench(glass_path, d, s.lam, s.threads, 128, max(24, s.gen_tokens // 2), s.repeats)
-        rows.append({"density": d, "speedup": speed.speedup, "ideal_speedup": speed.ideal_speedup,
-                     **kl_by_method(backend, prompt_ids, cont, d, s.lam)})
+        rows.append({"density": d, **speed(glass_path, d, s), **kl_by_method(backend, prompt_ids, cont, d, s.lam)})
     return rows
 
 
 def run_demo(s: DemoSettings) -> dict:
-    from .bench import run_bench
     from .evaluate import LlamaBackend
     from .plots import plot_demo
 
@@ -128,10 +137,7 @@ def run_demo(s: DemoSettings) -> dict:
     prompt_ids = backend.prompt_ids(DEMO_PROMPT)
     dense_ids = backend.generate(prompt_ids, s.gen_tokens)
     result = side_by_side(backend, prompt_ids, dense_ids, s)
-    speed = run_bench(glass_path, s.density, s.lam, s.threads, 128, max(24, s.gen_tokens), s.repeats)
-    result.update(model=str(glass_path), density=s.density, lam=s.lam, dense_tok_s=speed.dense_tok_s,
-                  glass_tok_s=speed.glass_tok_s, speedup=speed.speedup, ideal_speedup=speed.ideal_speedup,
-                  finalize_ms=speed.finalize_ms)
+    result.update(model=str(glass_path), density=s.density, lam=s.lam, **speed(glass_path, s.density, s))
     log("speed and quality against density", s)
     result["sweep"] = sweep(glass_path, backend, prompt_ids, dense_ids, s)
     result["plot"] = str(plot_demo(result["sweep"], s.out_dir / "demo.png"))

@@ -94,15 +94,21 @@ def plot_quality(records, path: str | os.PathLike, title: str = "", split: str =
 
 
 def plot_demo(rows: list[dict], png: str | os.PathLike) -> Path:
-    """The demo's density sweep: measured and ideal speed-up, and the KL of GLASS and GRIFFIN."""
+    """The demo's density sweep: the measured speed-up (median of bench's per-round ratios, with its quartiles), the
+    measured ceiling (a statically compacted model of the same shapes and types), the bytes model, and the KL of
+    GLASS and GRIFFIN. The title says which prompt and generation lengths the speed was measured with."""
     plt = _pyplot()
     d = [r["density"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(d, [r["speedup"] for r in rows], "o-", label="measured")
-    ax1.plot(d, [r["ideal_speedup"] for r in rows], "k--", label="ideal (bytes read)")
+    speedup = np.array([r["speedup"] for r in rows])
+    spread = np.array([[r["speedup"] - r["speedup_q1"] for r in rows], [r["speedup_q3"] - r["speedup"] for r in rows]])
+    ax1.errorbar(d, speedup, yerr=spread, fmt="o-", capsize=3, label="GLASS (median, quartiles)")
+    ax1.plot(d, [r["ceiling_speedup"] for r in rows], "ks--", label="ceiling (static model, same shapes)")
+    ax1.plot(d, [r["ideal_speedup"] for r in rows], ":", color="grey", label="bytes read (a model, not a bound)")
     ax1.axhline(1.0, color="grey", lw=0.5)
-    ax1.set(xlabel="density (fraction of FFN neurons kept)", ylabel="decode speed-up over dense", title="speed")
-    ax1.legend()
+    ax1.set(xlabel="density (fraction of FFN neurons kept)", ylabel="decode speed-up over dense",
+            title=f"speed ({rows[0]['prompt_tokens']}-token prompt, {rows[0]['gen_tokens']} tokens decoded)")
+    ax1.legend(fontsize=8)
     ax2.plot(d, [r["kl_glass"] for r in rows], "o-", label="GLASS")
     ax2.plot(d, [r["kl_griffin"] for r in rows], "s--", label="GRIFFIN (prompt only)")
     ax2.set(xlabel="density", ylabel="mean KL(dense || method)", title="quality cost", yscale="log")

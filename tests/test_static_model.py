@@ -73,3 +73,58 @@ def test_static_model_keeps_the_first_k_neurons_in_the_runtime_types(tmp_path):
         else:  # Q8_0 stays Q8_0: a row's first K/32 blocks, bit-exact
             assert down.tensor_type == T.Q8_0 and down.n_bytes == N_EMBD * K // 32 * 34
             assert np.array_equal(dequantize(down.data, T.Q8_0), original)
+
+
+
+TEXT = ("<|im_start|>user\nExplain in a few sentences why the sky is blue.<|im_end|>\n<|im_start|>assistant\n"
+        "The sky looks blue because air molecules scatter short wavelengths of sunlight more than long ones.")
+
+
+def _logits(path, glass_first_k=None):
+    """Logits of every position of TEXT: dense llama.cpp, or with glass_first_k = k GLASS in manual mode under a
+    prior that ranks the first k neurons of every layer highest (lambda 1: the prior alone), the whole text sparse."""
+    import llama_cpp
+
+    from glass_gguf.runtime import GlassSession
+
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=2, n_threads_batch=2, logits_all=True,
+                          verbose=False)
+    tokens = llm.tokenize(TEXT.encode(), special=True)
+    glass = GlassSession(llm)
+    if glass_first_k is None:
+        glass.disable()
+    else:
+        glass.set_priors([np.arange(n, 0, -1, dtype=np.float32) for n in glass.n_ff()])
+        glass.enable(density=glass_first_k / glass.n_ff()[0], lam=1.0, mode="manual")
+        llm.eval(tokens[:4])
+        glass.finalize()
+        assert all(np.array_equal(s, np.arange(glass_first_k)) for s in glass.selected())
+        llm.reset()  # manual mode keeps the selection: the whole text runs sparse
+    llm.eval(tokens)
+    return llm.scores[: len(tokens)].copy()
+
+
+def _kl(p_logits, q_logits) -> float:
+    """Mean over rows of KL(softmax(p) || softmax(q))."""
+    lp = p_logits - p_logits.max(1, keepdims=True)
+    lp -= np.log(np.exp(lp).sum(1, keepdims=True))
+    lq = q_logits - q_logits.max(1, keepdims=True)
+    lq -= np.log(np.exp(lq).sum(1, keepdims=True))
+    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
+
+
+def test_static_model_computes_what_glass_computes_at_the_same_selection(smollm2_path, tmp_path):
+    """SmolLM2 statically cut to its first 768 neurons runs in stock llama.cpp (GLASS off) and gives the logits GLASS
+    gives when it selects those 768 neurons: the same pruned FFN in the same types (Q4_1 down columns in the same
+    blocks), measured against what pruning itself moves (dense against GLASS)."""
+    from glass_gguf.static_model import write_static
+
+    k = 768
+    static = write_static(smollm2_path, tmp_path / "static.gguf", k, [T.Q4_1] * 30)
+    reader = open_gguf(static)
+    assert field_value(reader, "llama.feed_forward_length") == k
+    assert {t.tensor_type for t in reader.tensors if "ffn_down" in t.name} == {T.Q4_1}
+
+    static_logits, sparse, dense = _logits(static), _logits(smollm2_path, k), _logits(smollm2_path)
+    assert _kl(static_logits, sparse) < 0.02 * _kl(dense, sparse)
+    assert np.mean(np.argmax(static_logits, 1) == np.argmax(sparse, 1)) >= 0.95
