@@ -8,7 +8,7 @@ TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean-venv
+.PHONY: setup system-deps demo test clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,19 @@ setup: $(BIN)/python
 demo: setup
 	$(BIN)/glass-gguf demo
 
-test: setup
+# Debian packages the tests need besides a compiler and cmake: ccache (the wheel, the native tools and the stock
+# libllama share objects), the aarch64 cross toolchain and qemu (the on-device tests). Installed when missing and
+# this is root with apt-get; otherwise the line to run is printed.
+DEB_NEEDS := ccache:ccache aarch64-linux-gnu-g++:crossbuild-essential-arm64 qemu-aarch64-static:qemu-user-static
+system-deps:
+	@missing=""; for need in $(DEB_NEEDS); do \
+	  command -v $${need%%:*} >/dev/null || missing="$$missing $${need#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	  else echo "missing Debian packages; run: sudo apt-get install$$missing"; exit 1; fi; fi
+
+test: setup system-deps
 	$(BIN)/python -m pytest -q tests
 
 clean-venv:
