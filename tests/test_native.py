@@ -74,11 +74,19 @@ def run_env(**glass) -> dict:
     return env
 
 
-def completion(binary: Path, model: Path, n: int = 16, runner: tuple[str, ...] = (), **glass):
-    """Greedy plain completion of PROMPT: (generated text, log)."""
+# llama.cpp's library log (GLASS's lines among it) is shown from verbosity 4 on. `-fit off`: the default fit step
+# loads the model without tensor data and makes a context on it; the runtime must not read the prior there (see
+# test_completion_with_the_default_fit_step_runs).
+LOG = ("-lv", "4")
+NO_FIT = ("-fit", "off")
+
+
+def completion(binary: Path, model: Path, n: int = 16, runner: tuple[str, ...] = (), fit: tuple[str, ...] = NO_FIT,
+               **glass):
+    """Greedy plain completion of PROMPT without flash attention (as llama-cpp-python): (generated text, log)."""
     result = subprocess.run(
         [*runner, str(binary), "-m", str(model), "-p", PROMPT, "-n", str(n), "-no-cnv", "--temp", "0", "--seed", "0",
-         "-t", "2", "-c", "256", "--no-display-prompt"],
+         "-t", "2", "-c", "256", "-fa", "off", "--no-display-prompt", *LOG, *fit],
         capture_output=True, text=True, env=run_env(**glass), timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -87,7 +95,8 @@ def completion(binary: Path, model: Path, n: int = 16, runner: tuple[str, ...] =
 
 def python_completion(model: Path, n: int) -> str:
     """The same greedy completion through llama-cpp-python and the installed GLASS runtime (auto mode)."""
-    llm = llama_cpp.Llama(model_path=str(model), n_ctx=256, n_threads=2, n_threads_batch=2, seed=0, verbose=False)
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=256, n_threads=2, n_threads_batch=2, seed=0,
+                          flash_attn=False, verbose=False)  # the tools' -fa auto means on for CPU: other numerics
     out = llm.create_completion(PROMPT, max_tokens=n, temperature=0.0, repeat_penalty=1.0, seed=0)
     return out["choices"][0]["text"]
 
@@ -109,6 +118,13 @@ def test_completion_at_density_1_equals_dense(host_bin, glass_gguf):
     full, log = completion(host_bin / "llama-completion", glass_gguf, GLASS_GGUF_DENSITY="1")
     assert "glass: enabled" in log
     assert full == dense and dense.strip()
+
+
+def test_completion_with_the_default_fit_step_runs(host_bin, glass_gguf):
+    """llama.cpp's tools first size the context on a model loaded without tensor data (common_fit_params); GLASS
+    must not enable there (it aborted reading the prior: GGML_ASSERT tensor not allocated)."""
+    text, log = completion(host_bin / "llama-completion", glass_gguf, n=4, fit=())
+    assert text.strip() and "glass: decoding sparse" in log
 
 
 def test_completion_logs_that_glass_decodes_sparse(host_bin, glass_gguf):
@@ -164,7 +180,7 @@ class Server:
         self.log = open(Path(model).with_suffix(f".server-{self.port}.log"), "w")
         self.proc = subprocess.Popen(
             [str(host_bin / "llama-server"), "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
-             "--parallel", str(parallel), "-c", str(1024 * parallel), "-t", "2", "--seed", "0"],
+             "--parallel", str(parallel), "-c", str(1024 * parallel), "-t", "2", "--seed", "0", *LOG, *NO_FIT],
             stdout=self.log, stderr=subprocess.STDOUT, env=run_env(**glass),
         )
 
