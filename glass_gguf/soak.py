@@ -30,11 +30,14 @@ def request_plan(questions: list[dict], n_requests: int) -> list[tuple[int, int]
 
 
 def fresh_answer(model_path, messages: list[dict], n_ctx: int, threads: int, max_tokens: int) -> str:
-    """What a brand-new context answers to these messages (the server's defaults, greedy)."""
-    import llama_cpp
+    """What a brand-new context answers to these messages, built by the server's own loader from the same settings
+    (llama_cpp.server defaults to logits_all=True, which changes the numerics of the last layer), greedy."""
+    from llama_cpp.server.model import LlamaProxy
+    from llama_cpp.server.settings import ModelSettings
 
-    llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                          verbose=False)
+    settings = ModelSettings(model=str(model_path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                             verbose=False)
+    llm = LlamaProxy.load_llama_from_model_settings(settings)
     try:
         out = llm.create_chat_completion(messages, temperature=0.0, max_tokens=max_tokens, seed=0)
         return out["choices"][0]["message"]["content"]
