@@ -73,11 +73,12 @@ def llama_cpp_server(model_path, *, log_path, n_ctx: int = 2048, threads: int = 
 
 
 def chat(url: str, messages: list[dict], max_tokens: int = 64, timeout_s: float = 300.0) -> str:
-    """One greedy OpenAI-style chat completion; returns the assistant's text."""
+    """One greedy OpenAI-style chat completion; returns the assistant's text. repeat_penalty 1 (no penalty), as
+    Llama.create_chat_completion's default: the server's own default of 1.1 changes which token is greedy."""
     import httpx
 
     reply = httpx.post(f"{url}/v1/chat/completions", timeout=timeout_s, json={
-        "messages": messages, "max_tokens": max_tokens, "temperature": 0.0, "seed": 0,
+        "messages": messages, "max_tokens": max_tokens, "temperature": 0.0, "seed": 0, "repeat_penalty": 1.0,
     })
     if reply.status_code != 200:
         raise ServerError(f"the server answered {reply.status_code}: {reply.text[:500]}")
