@@ -16,15 +16,15 @@ def run_build_tool(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(BUILD_TOOL), *args], capture_output=True, text=True)
 
 
-def test_patched_library_reports_glass_api_version_1():
-    assert runtime.api_version() == 1
+def test_patched_library_reports_the_glass_api_version_the_bindings_expect():
+    assert runtime.api_version() == runtime.EXPECTED_API_VERSION == 2
     assert runtime.glass_library() is runtime.llama_library()
 
 
 def test_doctor_reports_the_glass_api():
     info = report()
     assert info["glass_api"] is True
-    assert info["glass_api_version"] == 1
+    assert info["glass_api_version"] == runtime.EXPECTED_API_VERSION
     assert info["llama_cpp_python_version"] == "0.3.36"
     assert "GGML_NATIVE=OFF" in info["build_flags"]["cmake_flags"]
 
