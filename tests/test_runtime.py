@@ -347,7 +347,9 @@ def test_bench_reports_dense_and_glass_in_one_run(smollm2_path):
     assert result["peak_rss_glass_mb"] >= result["peak_rss_dense_mb"] > 0
     # bytes read per token: SmolLM2 Q4_1 is ~52% FFN, half of it pruned (exact from the file's tensor sizes)
     assert 1.30 < result["ideal_speedup"] < 1.40
-    assert result["speedup"] == pytest.approx(result["glass_tok_s"] / result["dense_tok_s"])
+    # the speed-up is the median of per-round ratios, bracketed by their quartiles; the ceiling was timed too
+    assert result["speedup_q1"] <= result["speedup"] <= result["speedup_q3"]
+    assert result["ceiling_tok_s"] > 0 and result["share_of_ceiling"] > 0
 
 
 def test_generate_prints_text_and_refuses_bad_density(smollm2_path):
