@@ -23,7 +23,9 @@ import pytest
 import llama_cpp
 
 from glass_gguf.doctor import arm_cpu_variant, cpu_features
-from glass_gguf.gguf_io import Prior, embed_prior, gguf_model_info
+from glass_gguf.fingerprint import gguf_model_info
+from glass_gguf.glass_file import embed_prior
+from glass_gguf.prior_file import Prior
 
 from conftest import REPO
 

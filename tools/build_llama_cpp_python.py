@@ -37,7 +37,8 @@ SDIST_NAME = "llama-cpp-python"
 SDIST_VERSION = "0.3.36"
 SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 
-# Portable x86-64 flags (DESIGN.md section 7). LLAVA is not needed and costs build time.
+# Portable x86-64 flags (docs/developing.md, "Build flags": GGML_NATIVE=ON compiles AMX kernels that crash here).
+# LLAVA is not needed and costs build time.
 CMAKE_FLAGS = (
     "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "
     "-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF "
