@@ -194,13 +194,5 @@ def compute_gguf_prior(
         raise RuntimeError(f"the runtime collected {counts} rows per layer for {n_tokens} calibration tokens")
     if kind == "impact":
         sums = [s * down_column_norms(model, il) for il, s in enumerate(sums)]
-    prior = Prior(
-        kind=kind,
-        source=calib.source,
-        tokens=n_tokens,
-        fingerprint=info.fingerprint,
-        scores=[(s / n_tokens).astype(np.float32) for s in sums],
-        sums=sums,
-        shard=None if shard == (0, 1) else f"{shard[0]}/{shard[1]}",
-    )
+    prior = Prior.from_sums(kind, calib.source, info.fingerprint, sums, n_tokens, shard)
     return (prior, used) if return_sequences else prior

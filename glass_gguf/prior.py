@@ -244,13 +244,5 @@ def compute_prior(
     sums, n_tokens = acc.result()
     if n_tokens == 0:
         raise SettingError(f"shard {shard[0]}/{shard[1]} has no calibration batches ({calib.n_batches} in all)")
-    prior = Prior(
-        kind=kind,
-        source=calib.source,
-        tokens=n_tokens,
-        fingerprint=info.fingerprint,
-        scores=[(s / n_tokens).astype(np.float32) for s in sums],
-        sums=sums,
-        shard=None if shard == (0, 1) else f"{shard[0]}/{shard[1]}",
-    )
+    prior = Prior.from_sums(kind, calib.source, info.fingerprint, sums, n_tokens, shard)
     return (prior, used) if return_sequences else prior

@@ -43,6 +43,14 @@ class Prior:
     def n_layer(self) -> int:
         return len(self.scores)
 
+    @classmethod
+    def from_sums(cls, kind: str, source: str, fingerprint: str, sums: list[np.ndarray], n_tokens: int,
+                  shard: tuple[int, int]) -> "Prior":
+        """The prior of calibration sums over n_tokens (mean per neuron), keeping the sums so shards merge exactly."""
+        return cls(kind=kind, source=source, tokens=n_tokens, fingerprint=fingerprint,
+                   scores=[(s / n_tokens).astype(np.float32) for s in sums], sums=sums,
+                   shard=None if shard == (0, 1) else f"{shard[0]}/{shard[1]}")
+
 
 # --- the records a prior adds to a GGUF ------------------------------------------------------------------------------
 
