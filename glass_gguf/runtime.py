@@ -233,6 +233,10 @@ class GlassSession:
 
     def stats(self):
         """(sum_squares per layer, rows per layer): the local statistic as collected in the graph."""
+        return self._per_layer_sums("llama_glass_get_stats")
+
+    def _per_layer_sums(self, fn: str):
+        """(float64 [n_ff] per layer, rows per layer) from one of the runtime's per-layer sum getters."""
         import numpy as np
 
         sums, rows = [], []
@@ -240,8 +244,7 @@ class GlassSession:
             n_ff = self.layer_info(il)[0]
             buf = np.zeros(n_ff, dtype=np.float64)
             n_rows = ctypes.c_int64()
-            self._call("llama_glass_get_stats", il, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), n_ff,
-                       ctypes.byref(n_rows))
+            self._call(fn, il, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), n_ff, ctypes.byref(n_rows))
             sums.append(buf)
             rows.append(n_rows.value)
         return sums, rows
@@ -256,18 +259,7 @@ class GlassSession:
     def abs_sums(self):
         """(sum |h| per layer, rows per layer) over the collected rows, the last layer's output rows included:
         divided, the activation prior of the text the model read (glass-gguf prior on a GGUF)."""
-        import numpy as np
-
-        sums, rows = [], []
-        for il in range(self.n_layer):
-            n_ff = self.layer_info(il)[0]
-            buf = np.zeros(n_ff, dtype=np.float64)
-            n_rows = ctypes.c_int64()
-            self._call("llama_glass_get_abs_sums", il, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), n_ff,
-                       ctypes.byref(n_rows))
-            sums.append(buf)
-            rows.append(n_rows.value)
-        return sums, rows
+        return self._per_layer_sums("llama_glass_get_abs_sums")
 
     def selected(self):
         """The kept neuron indices per layer (ascending), None for a layer that runs dense."""
