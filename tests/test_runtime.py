@@ -136,6 +136,22 @@ def dense_logits(path, tokens):
     return llm.scores[: len(tokens)].copy()
 
 
+PRUNING_TEXT = CHAT_PROMPT + "The sky looks blue because air molecules scatter short wavelengths of sunlight."
+
+
+def sparse_logits_at_density_half(path):
+    """(session, tokens, logits) of PRUNING_TEXT scored under the selection its own prefill makes (manual mode)."""
+    llm = make_llm(path, logits_all=True)
+    glass = GlassSession(llm)
+    glass.enable(density=0.5, lam=0.5, mode="manual")
+    tokens = llm.tokenize(PRUNING_TEXT.encode(), special=True)
+    llm.eval(tokens)
+    glass.finalize()
+    llm.reset()  # score the whole text under the frozen mask (manual mode keeps SPARSE for every batch)
+    llm.eval(tokens)
+    return glass, tokens, llm.scores[: len(tokens)].copy()
+
+
 @pytest.mark.parametrize("down_q8_0, tolerance, agreement", [("1", 0.1, 0.9), ("0", 0.25, 0.6)])
 def test_sparse_logits_equal_an_independent_pruned_model(glass_model, tmp_path, monkeypatch, down_q8_0, tolerance,
                                                           agreement):
@@ -146,16 +162,7 @@ def test_sparse_logits_equal_an_independent_pruned_model(glass_model, tmp_path, 
     distance between dense and sparse, which is what pruning itself costs.
     """
     monkeypatch.setenv("GLASS_GGUF_DOWN_Q8_0", down_q8_0)
-    text = CHAT_PROMPT + "The sky looks blue because air molecules scatter short wavelengths of sunlight."
-    llm = make_llm(glass_model, logits_all=True)
-    glass = GlassSession(llm)
-    glass.enable(density=0.5, lam=0.5, mode="manual")
-    tokens = llm.tokenize(text.encode(), special=True)
-    llm.eval(tokens)
-    glass.finalize()
-    llm.reset()  # score the whole text under the frozen mask (manual mode keeps SPARSE for every batch)
-    llm.eval(tokens)
-    sparse = llm.scores[: len(tokens)].copy()
+    glass, tokens, sparse = sparse_logits_at_density_half(glass_model)
 
     pruned_path = tmp_path / "pruned.gguf"
     zero_pruned_neurons(glass_model, pruned_path, glass.selected())
@@ -190,16 +197,7 @@ def test_k_quant_down_projections_compact_to_q5_0_close_to_the_pruned_model(glas
     tensors = {t.name: t for t in gguf.GGUFReader(str(glass_model_q4_k)).tensors}
     down_types = [tensors[f"blk.{i}.ffn_down.weight"].tensor_type for i in range(30)]
     assert gguf.GGMLQuantizationType.Q4_K in down_types
-    text = CHAT_PROMPT + "The sky looks blue because air molecules scatter short wavelengths of sunlight."
-    llm = make_llm(glass_model_q4_k, logits_all=True)
-    glass = GlassSession(llm)
-    glass.enable(density=0.5, lam=0.5, mode="manual")
-    tokens = llm.tokenize(text.encode(), special=True)
-    llm.eval(tokens)
-    glass.finalize()
-    llm.reset()
-    llm.eval(tokens)
-    sparse = llm.scores[: len(tokens)].copy()
+    glass, tokens, sparse = sparse_logits_at_density_half(glass_model_q4_k)
 
     layer = down_types.index(gguf.GGMLQuantizationType.Q4_K)
     gate_up = sum(int(tensors[f"blk.{layer}.ffn_{w}.weight"].n_bytes) for w in ("gate", "up"))
