@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-EXPECTED_API_VERSION = 2
+EXPECTED_API_VERSION = 3
 
 FIX_HINT = (
     "install glass-gguf's patched build: `python3 tools/build_llama_cpp_python.py` from the glass-gguf "
@@ -97,6 +97,10 @@ _SIGNATURES = {
                                 ctypes.c_int32),
     "llama_glass_get_abs_sums": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_double), ctypes.c_int64,
                                   ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
+    "llama_glass_set_schedule": ([_c_ctx, ctypes.c_int32, ctypes.c_int32, ctypes.c_float], ctypes.c_int32),
+    "llama_glass_get_schedule": ([_c_ctx, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int32),
+                                  ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int32),
+                                  ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double)], ctypes.c_int32),
 }
 
 
@@ -179,6 +183,11 @@ class GlassSession:
         names = {v: k for k, v in MODES.items()}
         return {"density": d.value, "lambda": l_.value, "mode": names[mode.value],
                 "switch": {-1: "off", 1: "on"}.get(switch.value)}
+
+    def set_prompt_end(self, end: int) -> None:
+        """Auto mode: positions below `end` are prompt (collected densely however they are batched), the rest is the
+        answer. llama-cpp-python's patched Llama.generate declares it itself; callers of Llama.eval do it here."""
+        self._call("llama_glass_set_prompt_end", int(end))
 
     @property
     def collected(self) -> int:
@@ -274,6 +283,22 @@ class GlassSession:
                        ctypes.byref(n_sel))
             out.append(None if n_sel.value < 0 else buf[: n_sel.value].astype(np.int64))
         return out
+
+    def set_schedule(self, warmup: int = 0, refresh: int = 0, min_change: float = 0.05) -> None:
+        """How answers decode in auto mode: the first `warmup` generated tokens dense and collected before the
+        first selection, then every `refresh`-th token (0: never) dense, collected, and the selection made again;
+        a layer is compacted again only when more than `min_change` of its kept neurons change (docs/runtime.md,
+        "Warm-up and refresh")."""
+        self._call("llama_glass_set_schedule", int(warmup), int(refresh), float(min_change))
+
+    def schedule(self) -> dict:
+        """The schedule and what it did for the current answer: selections made (steps), layers compacted again
+        by refreshes, and the milliseconds those took."""
+        w, r, c, steps = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_float(), ctypes.c_int32()
+        layers, ms = ctypes.c_int64(), ctypes.c_double()
+        self._call("llama_glass_get_schedule", *(ctypes.byref(x) for x in (w, r, c, steps, layers, ms)))
+        return {"warmup": w.value, "refresh": r.value, "min_change": c.value, "steps": steps.value,
+                "layers_recompacted": layers.value, "refresh_ms": ms.value}
 
     def timings(self) -> dict:
         collect, final = ctypes.c_double(), ctypes.c_double()

@@ -1,0 +1,155 @@
+"""Warm-up and refresh: the selection follows the answer, and still depends only on the tokens in the KV cache.
+
+The runtime decodes the first W generated tokens dense and collects them before it selects; then every R-th token
+decodes dense, joins the statistic and the selection is made again (docs/runtime.md, "Warm-up and refresh").
+These tests drive it as clients do, on the real SmolLM2-135M with a prior embedded.
+"""
+import numpy as np
+import pytest
+
+import llama_cpp
+from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+from glass_gguf.fingerprint import gguf_model_info
+from glass_gguf.glass_file import embed_prior
+from glass_gguf.prior_file import Prior
+from glass_gguf.runtime import GlassError, GlassSession
+from glass_gguf.server import chat as server_chat
+from glass_gguf.server import llama_cpp_server
+
+pytestmark = pytest.mark.slow
+
+PROMPT = b"Write three sentences about the history of the printing press."
+
+
+@pytest.fixture(scope="module")
+def glass_model(smollm2_path, tmp_path_factory):
+    """SmolLM2 with a prior embedded (density 0.5, lambda 0.5): auto-enables in the patched build."""
+    info = gguf_model_info(smollm2_path)
+    rng = np.random.default_rng(0)
+    prior = Prior(kind="activation", source="test:seed=0", tokens=0, fingerprint=info.fingerprint,
+                  scores=[rng.gamma(2.0, 1.0, n).astype(np.float32) for n in info.n_ff])
+    out = tmp_path_factory.mktemp("schedule") / "smollm2-glass.gguf"
+    return embed_prior(smollm2_path, prior, out, density=0.5, lam=0.5)
+
+
+def make_llm(path, **kw):
+    kw.setdefault("n_ctx", 1024)
+    return llama_cpp.Llama(model_path=str(path), n_threads=2, n_threads_batch=2, verbose=False, seed=0, **kw)
+
+
+def greedy_one_by_one(llm, prompt, n):
+    """n greedy tokens after a declared prompt, one single-token batch each: (tokens, logits, state per step)."""
+    glass = GlassSession(llm)
+    llm.reset()
+    glass.set_prompt_end(len(prompt))
+    llm.eval(prompt)
+    tokens, logits, states = [], [llm.scores[len(prompt) - 1].copy()], []
+    for _ in range(n):
+        tokens.append(int(np.argmax(logits[-1])))
+        llm.eval([tokens[-1]])
+        logits.append(llm.scores[llm.n_tokens - 1].copy())
+        states.append(glass.state)
+    return tokens, logits, states
+
+
+def test_warm_up_tokens_decode_dense_then_select_as_if_they_were_prompt(glass_model, monkeypatch):
+    monkeypatch.setenv("GLASS_GGUF_WARMUP", "6")
+    llm = make_llm(glass_model, logits_all=True)
+    prompt = llm.tokenize(PROMPT)
+    dense = make_llm(glass_model, logits_all=True)
+    GlassSession(dense).disable()
+    want_tokens, want_logits, _ = greedy_one_by_one(dense, prompt, 6)
+
+    tokens, logits, states = greedy_one_by_one(llm, prompt, 10)
+    assert states == ["collect"] * 6 + ["sparse"] * 4
+    assert tokens[:6] == want_tokens
+    for step in range(7):   # the prompt's last position and the six warm-up tokens: dense, bit for bit
+        np.testing.assert_array_equal(logits[step], want_logits[step], err_msg=f"step {step}")
+    warmed = GlassSession(llm).selected()
+
+    # the same neurons as a context that reads prompt + those six tokens as its prompt (same rows, same order)
+    monkeypatch.delenv("GLASS_GGUF_WARMUP")
+    longer = make_llm(glass_model)
+    answer = longer.generate(prompt + tokens[:6], temp=0.0)
+    next(answer), next(answer)     # the first generated token is decoded: the selection is made
+    as_prompt = GlassSession(longer).selected()
+    jaccards = [len(np.intersect1d(a, b)) / len(np.union1d(a, b)) for a, b in zip(warmed, as_prompt) if a is not None]
+    assert min(jaccards) >= 0.98, jaccards
+
+
+def test_a_batch_across_refresh_points_gives_the_logits_of_single_tokens(glass_model):
+    """A client may feed generated tokens in any batches (teacher forcing, speculative verification): the runtime
+    splits a batch that crosses a collected position, so every position decodes as it would alone."""
+    llm = make_llm(glass_model, logits_all=True)
+    glass = GlassSession(llm)
+    glass.set_schedule(warmup=3, refresh=4, min_change=0.0)
+    prompt = llm.tokenize(PROMPT)
+    tokens, want, _ = greedy_one_by_one(llm, prompt, 24)
+    steps_one_by_one = glass.schedule()["steps"]
+
+    llm.reset()
+    glass.set_prompt_end(len(prompt))
+    llm.eval(prompt)
+    llm.eval(tokens)               # one batch of 24 generated tokens crossing six refresh points
+    got = llm.scores[len(prompt) - 1: len(prompt) + len(tokens)]
+    np.testing.assert_array_equal(got, np.asarray(want))
+    assert glass.schedule()["steps"] == steps_one_by_one == 1 + (24 - 3) // 4
+
+
+def test_refresh_gives_the_same_answer_with_prompt_lookup_decoding(glass_model):
+    """Drafted tokens that cross a refresh point and are rejected leave no trace: their rows are dropped and the
+    selection goes back to the one made without them."""
+    text = ("Repeat this list exactly: red apple, green pear, yellow banana, red apple, green pear, yellow banana, "
+            "red apple, green pear, yellow banana.")
+
+    def answer(**kw):
+        llm = make_llm(glass_model, **kw)
+        glass = GlassSession(llm)
+        glass.set_schedule(warmup=4, refresh=3, min_change=0.0)
+        out = llm.create_completion(text, max_tokens=48, temperature=0.0)["choices"][0]["text"]
+        return out, glass.schedule()
+
+    plain, plain_schedule = answer()
+    drafted, drafted_schedule = answer(draft_model=LlamaPromptLookupDecoding(num_pred_tokens=8))
+    assert drafted == plain
+    assert plain_schedule["steps"] > 5 and plain_schedule["layers_recompacted"] > 0
+    # drafting verifies a few positions past the last accepted token: at least as many selections were made
+    assert drafted_schedule["steps"] >= plain_schedule["steps"]
+
+
+def test_an_unchanged_selection_is_not_compacted_again(glass_model):
+    llm = make_llm(glass_model)
+    glass = GlassSession(llm)
+    glass.set_schedule(warmup=0, refresh=4, min_change=1.0)   # no change is ever large enough
+    llm.create_chat_completion([{"role": "user", "content": PROMPT.decode()}], max_tokens=32, temperature=0.0)
+    report = glass.schedule()
+    assert report["steps"] > 1 and report["layers_recompacted"] == 0
+
+
+def test_bad_schedules_are_refused_with_the_reason(glass_model, monkeypatch, capfd):
+    llm = make_llm(glass_model)
+    glass = GlassSession(llm)
+    with pytest.raises(GlassError, match="refresh must be 0 \\(off\\) or a period of at least 2 tokens, got 1"):
+        glass.set_schedule(warmup=0, refresh=1)
+    with pytest.raises(GlassError, match="threshold must be in \\[0, 1\\]"):
+        glass.set_schedule(min_change=1.5)
+    assert glass.schedule()["refresh"] == 0
+
+    monkeypatch.setenv("GLASS_GGUF_REFRESH", "often")
+    llm = llama_cpp.Llama(model_path=str(glass_model), n_ctx=256, verbose=True)
+    assert GlassSession(llm).schedule()["refresh"] == 0
+    assert "GLASS_GGUF_REFRESH=often is not a token count" in capfd.readouterr().err
+
+
+def test_server_with_refresh_answers_as_a_fresh_server_would(glass_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("GLASS_GGUF_WARMUP", "4")
+    monkeypatch.setenv("GLASS_GGUF_REFRESH", "8")
+    first = [{"role": "user", "content": "Write a haiku about autumn leaves."}]
+    second = [{"role": "user", "content": "Explain in a few sentences why the sky is blue."}]
+    with llama_cpp_server(glass_model, log_path=tmp_path / "a.log", n_ctx=1024) as server:
+        server_chat(server.url, first, max_tokens=32)
+        after_other = server_chat(server.url, second, max_tokens=32)
+    with llama_cpp_server(glass_model, log_path=tmp_path / "b.log", n_ctx=1024) as server:
+        alone = server_chat(server.url, second, max_tokens=32)
+    assert after_other == alone
