@@ -497,6 +497,20 @@ def _quality_options(fn):
     return fn
 
 
+def _schedules(ctx, param, value: str) -> list[tuple[int, int]]:
+    """WARMUP:REFRESH pairs, each checked the way the runtime checks them."""
+    out = []
+    for item in value.split(","):
+        parts = item.strip().split(":")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise click.BadParameter(f"{item!r} is not WARMUP:REFRESH (two token counts, e.g. 16:32)")
+        warmup, refresh = map(int, parts)
+        if refresh == 1:
+            raise click.BadParameter(f"{item!r}: refresh is 0 (off) or a period of at least 2 tokens")
+        out.append((warmup, refresh))
+    return out
+
+
 def densities_list(default: str):
     return click.option("--densities", default=default, callback=_list_of(check_density),
                         help="comma-separated densities")
@@ -526,13 +540,15 @@ def _write_json(output, record: dict) -> None:
 @click.option("--n-prompts", type=click.IntRange(1), help="use N prompts, evenly spaced [default: all]")
 @densities_list("0.5,0.75")
 @click.option("--methods", default="dense,griffin,static,glass", callback=_names,
-              help="of dense, griffin, static, glass, random")
+              help="of dense, griffin, static, glass, random, oracle (the mask of the dense answer itself)")
 @lambdas_list("0.25,0.5,0.75")
+@click.option("--schedules", default="0:0", callback=_schedules,
+              help="comma-separated WARMUP:REFRESH pairs for griffin and glass (0:0 = select once, after the prompt)")
 @gen_tokens_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the JSON records here")
 @click.option("--plot", type=click.Path(dir_okay=False), help="PNG of PPL and KL against density")
 def eval_cmd(model, hf, prior_files, threads, as_json, backend, prompts_file, n_prompts, densities, methods,
-             lambdas, gen_tokens, output, plot):
+             lambdas, schedules, gen_tokens, output, plot):
     """Short-prompt long-generation quality (docs/design.md, quality protocol): PPL and KL(dense || method)."""
     from . import datasets, evaluate
     from .results import eval_protocol
@@ -543,7 +559,8 @@ def eval_cmd(model, hf, prior_files, threads, as_json, backend, prompts_file, n_
     runner, priors = _quality_setup(model, hf, prior_files, backend, threads)
     _need_priors(methods, priors)
     prompts = datasets.read_prompts(prompts_file) if prompts_file else datasets.mtbench_prompts("eval")
-    out = eval_protocol(runner, Path(model), priors, n_prompts, gen_tokens, densities, lambdas, methods, prompts)
+    out = eval_protocol(runner, Path(model), priors, n_prompts, gen_tokens, densities, lambdas, methods, prompts,
+                        schedules)
     records = [evaluate.Record.from_json(r) for r in out["results"]]
     _write_json(output, out)
     if plot:
@@ -583,12 +600,20 @@ def sweep(model, hf, prior_files, threads, as_json, n_prompts, densities, lambda
     lines = [f"{str(c['prior'] or '-'):10} lambda {c['lambda']:<5g} mean KL {c['mean_kl']:.4f}"
              for c in sorted(choice["candidates"], key=lambda c: c["mean_kl"])]
     lines.append(f"chosen: {kind} prior, lambda {choice['lambda']:g}")
+    schedule = choice.get("schedule") or {"warmup": 0, "refresh": 0}
+    if "schedule" in choice:
+        lines += [f"warm-up {c['warmup']:<3d} refresh {c['refresh']:<3d} dense share {c['dense_share']:.3f} "
+                  f"mean KL {c['mean_kl']:.4f}" for c in choice["schedule"]["candidates"]]
+        lines.append(f"chosen: warm-up {schedule['warmup']}, refresh {schedule['refresh']} (at most "
+                     f"{choice['schedule']['max_dense_share']:.0%} of an answer dense)")
     if output or sidecar:
         files = {read_prior(f).kind: f for f in prior_files}
         p = read_prior(files.get(kind, model))
         write = write_sidecar if sidecar else embed_prior
-        out["output"] = str(write(model, p, output, density=density, lam=choice["lambda"]))
-        lines.append(f"wrote {out['output']}: glass.lambda {choice['lambda']:g}, {kind} prior")
+        out["output"] = str(write(model, p, output, density=density, lam=choice["lambda"],
+                                  warmup=schedule["warmup"], refresh=schedule["refresh"]))
+        lines.append(f"wrote {out['output']}: glass.lambda {choice['lambda']:g}, glass.warmup {schedule['warmup']}, "
+                     f"glass.refresh {schedule['refresh']}, {kind} prior")
     emit(as_json, out, "\n".join(lines))
 
 

@@ -54,10 +54,12 @@ class Record:
     split: str                    # "all", "short" or "long" (prompt length against the median)
     median_prompt_tokens: float
     backend: str = "torch"
+    warmup: int = 0               # the generation schedule (reference.Config)
+    refresh: int = 0
 
     @property
     def config(self) -> Config:
-        return Config.of(self.method, self.prior, self.lam, self.density)
+        return Config.of(self.method, self.prior, self.lam, self.density, self.warmup, self.refresh)
 
     @property
     def setting(self) -> str:
@@ -94,9 +96,9 @@ class Gain:
                 "ppl_gain_pct": self.ppl_gain_pct, "kl_gain_pct": self.kl_gain_pct}
 
 
-def configs_for(methods, densities, lambdas, prior_kinds) -> list[Config]:
+def configs_for(methods, densities, lambdas, prior_kinds, schedules=((0, 0),)) -> list[Config]:
     """The settings of one run: dense once, then every method at every density (static and glass per prior kind,
-    glass at every lambda)."""
+    glass at every lambda, griffin and glass under every (warm-up, refresh) schedule)."""
     configs: list[Config] = []
     for name in methods:
         if name not in reference.METHODS:
@@ -105,12 +107,15 @@ def configs_for(methods, densities, lambdas, prior_kinds) -> list[Config]:
         configs.append(Config("dense"))
     for d in densities:
         for name in methods:
-            if name in ("griffin", "random"):
+            if name in ("random", "oracle"):
                 configs.append(Config(name, d))
+            elif name == "griffin":
+                configs += [Config(name, d, warmup=w, refresh=r) for w, r in schedules]
             elif name == "static":
                 configs += [Config("static", d, prior=p) for p in prior_kinds]
             elif name == "glass":
-                configs += [Config("glass", d, lam, p) for p in prior_kinds for lam in lambdas]
+                configs += [Config("glass", d, lam, p, w, r) for p in prior_kinds for lam in lambdas
+                            for w, r in schedules]
     return configs
 
 
@@ -147,11 +152,19 @@ class TorchBackend:
             self.sparsifier.off()
             p_dense = logp_dense.exp()
             ss, rows = self.sparsifier.sum_squares, self.sparsifier.rows
+            if any(c.method == "oracle" for c in configs):
+                oracle_ss, oracle_rows = self._answer_statistic(x, P)
             sparse = []
             for c in configs:
                 if c.method == "dense":
                     out.nll[c] = float(-logp_dense.gather(-1, targets[:, None]).sum())
                     out.kl[c] = 0.0
+                elif c.scheduled:
+                    logp, masks = reference.decode_scheduled(self.model, self.sparsifier, prompt_ids, cont[:-1], c,
+                                                             priors, self.last_layer_rows)
+                    self._score(out, c, logp, logp_dense, p_dense, targets, masks if keep_masks else None)
+                elif c.method == "oracle":
+                    sparse.append((c, reference.select_masks(c, oracle_ss, oracle_rows)))
                 else:
                     sparse.append((c, reference.select_masks(c, ss, rows, priors, seed)))
             vocab = logp_dense.shape[-1]
@@ -163,12 +176,23 @@ class TorchBackend:
                 self.sparsifier.off()
                 for b, (c, masks) in enumerate(chunk):
                     logp = torch.log_softmax(logits[b].float(), -1)
-                    out.nll[c] = float(-logp.gather(-1, targets[:, None]).sum())
-                    out.kl[c] = float((p_dense * (logp_dense - logp)).sum())
-                    if keep_masks:
-                        out.masks[c] = masks
+                    self._score(out, c, logp, logp_dense, p_dense, targets, masks if keep_masks else None)
                 del logits
         return out
+
+    @staticmethod
+    def _score(out: PromptScores, c: Config, logp, logp_dense, p_dense, targets, masks) -> None:
+        out.nll[c] = float(-logp.gather(-1, targets[:, None]).sum())
+        out.kl[c] = float((p_dense * (logp_dense - logp)).sum())
+        if masks is not None:
+            out.masks[c] = masks
+
+    def _answer_statistic(self, x, prompt_len: int):
+        """The local statistic of the dense continuation itself (every layer, every answer position): the oracle's."""
+        self.sparsifier.collect(x.shape[1], "all", start=prompt_len)
+        self.model(x, logits_to_keep=1)
+        self.sparsifier.off()
+        return self.sparsifier.sum_squares, self.sparsifier.rows
 
 
 def load_torch_backend(hf_dir, threads: int | None = None, last_layer_rows: str = "all") -> TorchBackend:
@@ -237,13 +261,11 @@ class LlamaBackend:
             else:
                 if c.method == "random":
                     raise SettingError("the llama backend has no random method")
-                kind = c.prior if c.method != "griffin" else None
+                kind = c.prior if c.method in ("glass", "static") else None
                 self._load_priors(priors.get(kind) if kind else None)
-                self.llm.reset()
-                self.glass.enable(density=c.density, lam=c.weight, mode="manual")
-                self.llm.eval(prompt_ids)
-                self.glass.finalize()
-                self.llm.eval(cont[:-1])
+                decode = self._decode_scheduled if c.scheduled else self._decode_oracle if c.method == "oracle" \
+                    else self._decode_fixed
+                decode(c, prompt_ids, cont[:-1])
                 logp = self._logp(P, N - 1)
                 if keep_masks:
                     out.masks[c] = self.glass.selected()
@@ -251,6 +273,38 @@ class LlamaBackend:
             out.nll[c] = float(-logp[np.arange(N - 1), targets].sum())
             out.kl[c] = float((p_dense * (logp_dense - logp)).sum())
         return out
+
+    def _decode_fixed(self, c: Config, prompt_ids, inputs) -> None:
+        """Manual mode: the prompt collects, one selection, the answer decodes sparse."""
+        self.llm.reset()
+        self.glass.enable(density=c.density, lam=c.weight, mode="manual")
+        self.llm.eval(prompt_ids)
+        self.glass.finalize()
+        self.llm.eval(inputs)
+
+    def _decode_scheduled(self, c: Config, prompt_ids, inputs) -> None:
+        """Auto mode under the runtime's own schedule, fed in runs of one kind (the runtime would split any other
+        batching into single tokens where the kind changes, with the same result)."""
+        from . import method
+
+        self.llm.reset()
+        self.glass.enable(density=c.density, lam=c.weight, mode="auto")
+        self.glass.set_schedule(c.warmup, c.refresh, c.min_change)
+        self.glass.set_prompt_end(len(prompt_ids))
+        self.llm.eval(prompt_ids)
+        for start, end, _ in method.schedule_segments(len(inputs), c.warmup, c.refresh):
+            self.llm.eval(inputs[start:end])
+
+    def _decode_oracle(self, c: Config, prompt_ids, inputs) -> None:
+        """Manual mode: the answer is read densely and collected alone, then read again under that selection."""
+        self.llm.reset()
+        self.glass.enable(density=c.density, lam=0.0, mode="manual")
+        self.llm.eval(prompt_ids)
+        self.glass.lib.llama_glass_reset(self.glass.ctx)   # the prompt's statistic out; its KV cache stays
+        self.llm.eval(inputs)
+        self.glass.finalize()
+        self.llm.n_tokens = len(prompt_ids)                # the answer again, sparse this time
+        self.llm.eval(inputs)
 
     def _load_priors(self, layer_priors) -> None:
         self._loaded = getattr(self, "_loaded", "file")
@@ -312,7 +366,8 @@ def summarize(scores: list[PromptScores], configs: list[Config], backend: str = 
             kl = sum(s.kl[c] for s in group)
             records.append(Record(method=c.method, prior=c.prior, lam=c.weight, density=c.density,
                                   ppl=math.exp(nll / tokens), kl=kl / tokens, n_prompts=len(group), n_tokens=tokens,
-                                  split=split, median_prompt_tokens=median, backend=backend))
+                                  split=split, median_prompt_tokens=median, backend=backend,
+                                  warmup=c.warmup, refresh=c.refresh))
     return records
 
 
@@ -335,6 +390,28 @@ def format_table(records: list[Record], split: str = "all") -> str:
         if r.split == split:
             lines.append(f"{r.setting:34} {r.density:7.2f} {r.ppl:9.3f} {r.kl:8.4f} {r.n_prompts:7d}")
     return "\n".join(lines)
+
+
+def dense_share(warmup: int, refresh: int, gen_tokens: int) -> float:
+    """The share of an answer of gen_tokens that a schedule decodes dense (method.collected_positions)."""
+    from . import method
+
+    return float(method.collected_positions(gen_tokens, warmup, refresh).mean())
+
+
+def choose_schedule(records: list[Record], gen_tokens: int, max_dense_share: float) -> dict:
+    """The sweep's choice of (warm-up, refresh) for the chosen GLASS setting: the lowest KL averaged over the
+    swept densities among the schedules that decode at most max_dense_share of an answer dense (0:0 always
+    qualifies). A dense share f costs a share f * (s - 1) of a speed-up s: 0.1 keeps 90% of a 2x speed-up."""
+    by_schedule: dict[tuple, list[float]] = {}
+    for r in records:
+        if r.split == "all" and r.method == "glass":
+            by_schedule.setdefault((r.warmup, r.refresh), []).append(r.kl)
+    table = [{"warmup": w, "refresh": rf, "mean_kl": float(np.mean(v)), "dense_share": dense_share(w, rf, gen_tokens)}
+             for (w, rf), v in sorted(by_schedule.items())]
+    allowed = [t for t in table if t["dense_share"] <= max_dense_share or (t["warmup"], t["refresh"]) == (0, 0)]
+    best = min(allowed, key=lambda t: t["mean_kl"])
+    return {**best, "max_dense_share": max_dense_share, "candidates": table}
 
 
 def choose_lambda(records: list[Record]) -> dict:

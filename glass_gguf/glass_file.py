@@ -39,7 +39,7 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
 
 def embed_prior(
     model_path: str | os.PathLike, prior: Prior, out_path: str | os.PathLike, *, density: float, lam: float,
-    form: str = schema.FORM_TENSORS,
+    form: str = schema.FORM_TENSORS, warmup: int | None = None, refresh: int | None = None,
 ) -> Path:
     """A GLASS model: every key and tensor of the model byte for byte, then the glass.* keys and the prior, as
     tensors (form "tensors", the default) or as one array key per layer (form "metadata", portable).
@@ -49,20 +49,22 @@ def embed_prior(
     model_path, out_path = Path(model_path), Path(out_path)
     check_outputs([out_path], [model_path])
     reader = _checked_model(model_path, prior)
-    prior = replace(prior, density=check_density(density), lam=check_lambda(lam))
+    prior = replace(prior, density=check_density(density), lam=check_lambda(lam), warmup=warmup, refresh=refresh)
     tensors = prior_tensors(prior, with_sums=False) if form == schema.FORM_TENSORS else []
     _rewrite(reader, out_path, glass_kvs(prior, with_shard=False, form=form), tensors)
     return out_path
 
 
 def write_sidecar(
-    model_path: str | os.PathLike, prior: Prior, out_path: str | os.PathLike | None, *, density: float, lam: float
+    model_path: str | os.PathLike, prior: Prior, out_path: str | os.PathLike | None, *, density: float, lam: float,
+    warmup: int | None = None, refresh: int | None = None,
 ) -> Path:
     """A sidecar for an untouched model (default name: sidecar_path), checked against the model."""
     out_path = Path(out_path or sidecar_path(model_path))
     check_outputs([out_path], [model_path])
     _checked_model(Path(model_path), prior)
-    prior = replace(prior, density=check_density(density), lam=check_lambda(lam), shard=None)
+    prior = replace(prior, density=check_density(density), lam=check_lambda(lam), warmup=warmup, refresh=refresh,
+                    shard=None)
     return write_prior(out_path, prior, with_sums=False)
 
 

@@ -123,3 +123,37 @@ def select_layers(
         s_loc = np.sqrt(np.asarray(ss, dtype=np.float64)) if usable_local else None
         chosen.append(select(s_loc, prior, lam, k))
     return chosen
+
+
+# -- the generation schedule (docs/runtime.md, "Warm-up and refresh") -----------------------------------------------
+
+def collected_positions(n: int, warmup: int, refresh: int) -> np.ndarray:
+    """Which of the first n generated positions decode dense and join the local statistic: the first `warmup`,
+    then every `refresh`-th one (0: none). Every other position decodes under the selection made from all rows
+    collected before it."""
+    d = np.arange(n)
+    collected = d < warmup
+    if refresh:
+        collected |= (d >= warmup) & ((d - warmup) % refresh == refresh - 1)
+    return collected
+
+
+def schedule_segments(n: int, warmup: int, refresh: int) -> list[tuple[int, int, bool]]:
+    """(start, end, collected) runs of equal kind over the first n generated positions: what a client may feed as
+    one batch each."""
+    collected = collected_positions(n, warmup, refresh)
+    out, start = [], 0
+    for d in range(1, n + 1):
+        if d == n or collected[d] != collected[start]:
+            out.append((start, d, bool(collected[start])))
+            start = d
+    return out
+
+
+def refreshed(previous: np.ndarray | None, new: np.ndarray | None, k: int, min_change: float) -> np.ndarray | None:
+    """A refresh keeps a layer's previous set unless more than min_change * k of the new set's neurons are not in it
+    (compacting a layer again costs about as much as decoding a token; a small change is not worth it)."""
+    if previous is None or new is None:
+        return new
+    added = np.setdiff1d(new, previous, assume_unique=True).size
+    return previous if added <= np.float32(min_change) * np.float64(k) else new

@@ -37,6 +37,8 @@ class Prior:
     shard: str | None = None        # "i/n" for a shard of a larger run
     density: float | None = None    # defaults stored with a GLASS model or sidecar
     lam: float | None = None
+    warmup: int | None = None       # the generation schedule stored with them (glass-gguf sweep)
+    refresh: int | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -69,6 +71,9 @@ def glass_kvs(prior: Prior, with_shard: bool, form: str = schema.FORM_TENSORS) -
         kvs.append(kv(schema.KEY_DENSITY, GGUFValueType.FLOAT32, float(prior.density)))
     if prior.lam is not None:
         kvs.append(kv(schema.KEY_LAMBDA, GGUFValueType.FLOAT32, float(prior.lam)))
+    for key, value in ((schema.KEY_WARMUP, prior.warmup), (schema.KEY_REFRESH, prior.refresh)):
+        if value is not None:
+            kvs.append(kv(key, GGUFValueType.UINT32, int(value)))
     if with_shard and prior.shard is not None:
         kvs.append(kv(schema.KEY_PRIOR_SHARD, GGUFValueType.STRING, prior.shard))
     if form == schema.FORM_METADATA:
@@ -125,6 +130,8 @@ def prior_from_records(records: GlassRecords) -> Prior:
         shard=keys.get(schema.KEY_PRIOR_SHARD),
         density=keys.get(schema.KEY_DENSITY),
         lam=keys.get(schema.KEY_LAMBDA),
+        warmup=keys.get(schema.KEY_WARMUP),
+        refresh=keys.get(schema.KEY_REFRESH),
     )
 
 

@@ -23,18 +23,26 @@ from .errors import SettingError
 from .hf_model import down_projections
 from .settings import check_density, check_lambda
 
-METHODS = ("dense", "griffin", "static", "glass", "random")
+METHODS = ("dense", "griffin", "static", "glass", "random", "oracle")
 PRIOR_TAGS = {"activation": "A", "impact": "I"}   # the letter of A-GLASS and I-GLASS in setting names
 
 
 @dataclass(frozen=True)
 class Config:
-    """One sparsification setting. prior is "activation" | "impact" for static and glass, None otherwise."""
+    """One sparsification setting. prior is "activation" | "impact" for static and glass, None otherwise.
+
+    warmup and refresh are the runtime's generation schedule (method.collected_positions) for griffin and glass;
+    "oracle" selects from the dense continuation's own statistic (GRIFFIN's rule on the answer, not the prompt):
+    what no runtime can know in advance, the yardstick of how much of the gap a setting closes.
+    """
 
     method: str
     density: float = 1.0
     lam: float | None = None
     prior: str | None = None
+    warmup: int = 0
+    refresh: int = 0
+    min_change: float = 0.05
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -46,21 +54,30 @@ class Config:
                 raise SettingError("glass needs a lambda in [0, 1], got None")
             check_lambda(self.lam)
         check_density(self.density)
+        if (self.warmup or self.refresh) and self.method not in ("griffin", "glass"):
+            raise SettingError(f"warm-up and refresh apply to griffin and glass, not {self.method}")
+        if self.warmup < 0 or self.refresh < 0 or self.refresh == 1:
+            raise SettingError(f"warm-up must be >= 0 and refresh 0 (off) or >= 2, got {self.warmup} and {self.refresh}")
+
+    @property
+    def scheduled(self) -> bool:
+        return bool(self.warmup or self.refresh)
 
     @property
     def weight(self) -> float | None:
-        """The lambda handed to method.select_layers (None for dense and random)."""
+        """The lambda handed to method.select_layers (None for dense, random and the oracle)."""
         return {"griffin": 0.0, "static": 1.0, "glass": self.lam}.get(self.method)
 
     @property
     def name(self) -> str:
         """The setting without its density, e.g. "glass-A lambda=0.5": one line of a plot, one row of a table."""
         tag = PRIOR_TAGS.get(self.prior, "")
+        schedule = (f" W={self.warmup}" if self.warmup else "") + (f" R={self.refresh}" if self.refresh else "")
         if self.method == "static":
             return f"static-{tag}"
         if self.method == "glass":
-            return f"glass-{tag} lambda={self.lam:g}"
-        return self.method
+            return f"glass-{tag} lambda={self.lam:g}{schedule}"
+        return self.method + schedule
 
     @property
     def label(self) -> str:
@@ -68,9 +85,10 @@ class Config:
         return "dense" if self.method == "dense" else f"{self.name} @{self.density:g}"
 
     @classmethod
-    def of(cls, method: str, prior: str | None, weight: float | None, density: float) -> "Config":
+    def of(cls, method: str, prior: str | None, weight: float | None, density: float, warmup: int = 0,
+           refresh: int = 0) -> "Config":
         """The setting behind a result's fields (weight is the lambda handed to select_layers)."""
-        return cls(method, density, weight if method == "glass" else None, prior)
+        return cls(method, density, weight if method == "glass" else None, prior, warmup, refresh)
 
 
 def select_masks(
@@ -87,6 +105,8 @@ def select_masks(
     """
     if config.method == "dense":
         return [None] * len(sum_squares)
+    if config.method == "oracle":   # sum_squares of the dense continuation, not of the prompt
+        return method.select_layers(sum_squares, rows, [None] * len(sum_squares), 0.0, config.density)
     if config.method == "random":
         rng = np.random.default_rng(seed)
         return [np.sort(rng.choice(len(ss), method.neurons_to_keep(len(ss), config.density), replace=False))
@@ -112,6 +132,7 @@ class Sparsifier:
         self._prompt_len = 0
         self._last_rows = "last"
         self._start = 0
+        self._collect_start = 0
         self._masks: list | None = None
         self._captured: list[list[np.ndarray]] | None = None
         self.sum_squares = [np.zeros(d.in_features) for d in self.downs]
@@ -122,11 +143,12 @@ class Sparsifier:
     def off(self) -> None:
         self.state, self._masks, self._captured = "off", None, None
 
-    def collect(self, prompt_len: int, last_layer_rows: str = "last") -> None:
-        """Dense; the next forward adds the statistic of its first prompt_len positions (batch of one)."""
+    def collect(self, prompt_len: int, last_layer_rows: str = "last", start: int = 0) -> None:
+        """Dense; the next forward adds the statistic of its positions [start, prompt_len) (batch of one)."""
         if last_layer_rows not in ("last", "all"):
             raise ValueError("last_layer_rows is 'last' or 'all'")
         self.state, self._prompt_len, self._last_rows = "collect", int(prompt_len), last_layer_rows
+        self._collect_start = int(start)
         self.sum_squares = [np.zeros(d.in_features) for d in self.downs]
         self.rows = [0] * len(self.downs)
 
@@ -169,7 +191,7 @@ class Sparsifier:
         def hook(module, args):
             (h,) = args
             if self.state == "collect":
-                rows = h[0, : self._prompt_len]
+                rows = h[0, self._collect_start: self._prompt_len]
                 if layer == last and self._last_rows == "last":
                     rows = rows[-1:]
                 self.sum_squares[layer] += method.local_sum_squares(rows.detach().double().numpy())
@@ -224,3 +246,42 @@ def capture_activations(model, sparsifier: Sparsifier, ids: list[int]) -> list[n
         model(torch.tensor([ids]), logits_to_keep=1)
     sparsifier.off()
     return [np.concatenate(c) for c in captured]
+
+
+def decode_scheduled(model, sparsifier: Sparsifier, prompt_ids: list[int], inputs: list[int], config: Config,
+                     priors=None, last_layer_rows: str = "all"):
+    """A teacher-forced answer decoded the way the runtime's schedule decodes it (method.collected_positions):
+    the prompt dense, then runs of generated positions that are either dense and collected (warm-up, refresh) or
+    sparse under the selection made from every row collected before them, a layer keeping its previous set when
+    the change is small (method.refreshed). The last layer never collects generated rows, as in the runtime.
+    Returns (log-probabilities [len(inputs), vocab] after each input token, the last selection)."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    sparsifier.collect(len(prompt_ids), last_layer_rows)
+    with torch.inference_mode():
+        model(torch.tensor([prompt_ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+    sparsifier.off()
+    sums = [s.copy() for s in sparsifier.sum_squares]
+    rows = list(sparsifier.rows)
+    masks, logps = None, []
+    with torch.inference_mode():
+        for start, end, collected in method.schedule_segments(len(inputs), config.warmup, config.refresh):
+            chunk = torch.tensor([inputs[start:end]])
+            if collected:
+                captured = sparsifier.capture()
+                logits = model(chunk, past_key_values=cache, use_cache=True).logits
+                for layer in range(len(sums) - 1):
+                    sums[layer] = sums[layer] + method.local_sum_squares(np.concatenate(captured[layer]))
+                    rows[layer] += end - start
+            else:
+                new = select_masks(config, sums, rows, priors)
+                masks = new if masks is None else [
+                    method.refreshed(old, fresh, method.neurons_to_keep(len(s), config.density), config.min_change)
+                    for old, fresh, s in zip(masks, new, sums)]
+                sparsifier.sparse([masks], start=0)
+                logits = model(chunk, past_key_values=cache, use_cache=True).logits
+            sparsifier.off()
+            logps.append(torch.log_softmax(logits[0].float(), -1))
+    return torch.cat(logps), masks

@@ -21,12 +21,16 @@ from . import assets, datasets, evaluate, tasks
 from .assets import cache_dir
 from .atomic import write_text
 from .evaluate import Gain, Record
+from .reference import Config
 from .prior import DEFAULT_TOKENS
 from .settings import DEFAULT_DENSITY, DEFAULT_LAMBDA_WITH_PRIOR
 
 DENSITIES = (0.5, 0.6, 0.75, 0.9)
 SWEEP_DENSITIES = (0.5, 0.75)
 LAMBDAS = (0.25, 0.5, 0.75)
+# (warm-up, refresh) candidates of the sweep; at 256 generated tokens each decodes at most ~10% of them dense
+SCHEDULES = ((0, 0), (16, 0), (24, 0), (8, 16), (16, 32), (0, 12))
+MAX_DENSE_SHARE = 0.1
 KINDS = ("activation", "impact")
 STAGES = ("sweep", "eval", "tasks", "cross")
 
@@ -89,20 +93,22 @@ def prior_files_for(model_path: Path, hf_dir: Path, kinds=KINDS, threads: int | 
     return files
 
 
-def write_swept_model(model_path: Path, prior_files, kind: str, lam: float, density: float = DEFAULT_DENSITY) -> Path:
-    """The GLASS GGUF of a packaged model with the swept prior kind and glass.lambda (convert's embed_prior),
-    under the cache's glass/ folder; rewritten only when the stored choice differs."""
+def write_swept_model(model_path: Path, prior_files, kind: str, lam: float, density: float = DEFAULT_DENSITY,
+                      warmup: int = 0, refresh: int = 0) -> Path:
+    """The GLASS GGUF of a packaged model with the swept prior kind, glass.lambda and schedule (convert's
+    embed_prior), under the cache's glass/ folder; rewritten only when the stored choice differs."""
     from .glass_file import embed_prior
     from .prior_file import read_prior
 
     out = cache_dir() / "glass" / Path(model_path).name.replace(".gguf", ".glass.gguf")
     if out.exists():
         stored = read_prior(out)
-        if stored.kind == kind and stored.lam is not None and abs(stored.lam - lam) < 1e-6:
+        if stored.kind == kind and stored.lam is not None and abs(stored.lam - lam) < 1e-6 and \
+                (stored.warmup or 0, stored.refresh or 0) == (warmup, refresh):
             return out
     out.parent.mkdir(parents=True, exist_ok=True)
     prior = next(read_prior(f) for f in prior_files if read_prior(f).kind == kind)
-    return embed_prior(model_path, prior, out, density=density, lam=lam)
+    return embed_prior(model_path, prior, out, density=density, lam=lam, warmup=warmup, refresh=refresh)
 
 
 def continuation_cache(model_path: Path, backend: str) -> Path:
@@ -119,24 +125,35 @@ def spread(items: list, n: int | None) -> list:
 # -- one model ------------------------------------------------------------------------------------------------------
 
 def sweep(backend, model_path: Path, priors, n: int, gen_tokens: int, densities=SWEEP_DENSITIES, lambdas=LAMBDAS,
-          prompts: list[str] | None = None) -> dict:
-    """Choose (prior kind, lambda) by the lowest mean KL on prompts disjoint from the evaluation prompts."""
+          prompts: list[str] | None = None, schedules=SCHEDULES, max_dense_share: float = MAX_DENSE_SHARE) -> dict:
+    """Choose (prior kind, lambda), then the (warm-up, refresh) schedule for them, by the lowest mean KL on
+    prompts disjoint from the evaluation prompts."""
     prompts = spread(prompts or datasets.mtbench_prompts("sweep"), n)
     pairs = evaluate.dense_continuations(backend, prompts, gen_tokens, continuation_cache(model_path, backend.name))
     configs = evaluate.configs_for(["griffin", "static", "glass"], densities, lambdas, sorted(priors))
     records = evaluate.summarize(evaluate.run(backend, pairs, configs, priors), configs, backend.name)
+    choice = evaluate.choose_lambda(records)
+    kind, lam = choice["prior"], choice["lambda"]
+    if kind is not None and lam not in (0.0, 1.0) and len(schedules) > 1:
+        scheduled = [Config("glass", d, lam, kind, w, r) for d in densities for w, r in schedules if (w, r) != (0, 0)]
+        more = evaluate.summarize(evaluate.run(backend, pairs, scheduled, priors), scheduled, backend.name)
+        plain = [r for r in records if r.method == "glass" and r.prior == kind and r.lam == lam]
+        choice["schedule"] = evaluate.choose_schedule(plain + more, gen_tokens, max_dense_share)
+        records += more
     return {"model": Path(model_path).name, "backend": backend.name, "prompts": "mt-bench sweep split",
-            "n_prompts": len(pairs), "gen_tokens": gen_tokens, "choice": evaluate.choose_lambda(records),
+            "n_prompts": len(pairs), "gen_tokens": gen_tokens, "choice": choice,
             "results": [r.to_json() for r in records]}
 
 
 def eval_protocol(backend, model_path: Path, priors, n: int | None, gen_tokens: int, densities=DENSITIES,
                   lambdas=LAMBDAS, methods=("dense", "griffin", "static", "glass", "random"),
-                  prompts: list[str] | None = None) -> dict:
-    """The quality protocol on `n` prompts (MT-Bench eval split by default): the eval JSON."""
+                  prompts: list[str] | None = None, schedules=((0, 0),), extra: list[Config] = ()) -> dict:
+    """The quality protocol on `n` prompts (MT-Bench eval split by default): the eval JSON. extra: settings
+    scored besides those of methods x densities x lambdas x schedules (the sweep's chosen schedule)."""
     prompts = spread(prompts or datasets.mtbench_prompts("eval"), n)
     pairs = evaluate.dense_continuations(backend, prompts, gen_tokens, continuation_cache(model_path, backend.name))
-    configs = evaluate.configs_for(list(methods), densities, lambdas, sorted(priors))
+    configs = evaluate.configs_for(list(methods), densities, lambdas, sorted(priors), schedules)
+    configs += [c for c in extra if c not in configs]
     t0 = time.time()
     records = evaluate.summarize(evaluate.run(backend, pairs, configs, priors), configs, backend.name)
     return {"model": Path(model_path).name, "backend": backend.name, "prompts": "mt-bench eval split",
@@ -168,10 +185,20 @@ def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens
         return json.loads(path.read_text()) if path.exists() else None
 
     chosen = stage("sweep", lambda: sweep(backend, model_path, priors, n_sweep, gen_tokens))
-    stage("eval", lambda: eval_protocol(backend, model_path, priors, n_eval, gen_tokens, densities))
+    schedule = (chosen or {}).get("choice", {}).get("schedule") or {"warmup": 0, "refresh": 0}
+    w, r = schedule["warmup"], schedule["refresh"]
+    extra = []
+    if chosen and (w, r) != (0, 0) and chosen["choice"]["prior"]:
+        for d in densities:
+            extra += [Config("griffin", d, warmup=w, refresh=r),
+                      Config("glass", d, chosen["choice"]["lambda"], chosen["choice"]["prior"], w, r)]
+    methods = ("dense", "griffin", "static", "glass", "random", "oracle")
+    stage("eval", lambda: eval_protocol(backend, model_path, priors, n_eval, gen_tokens, densities, methods=methods,
+                                        extra=extra))
     if chosen:
         kind, lam = chosen["choice"]["prior"] or "activation", chosen["choice"]["lambda"]
-        glass_gguf = write_swept_model(model_path, files, kind, lam)
+        glass_gguf = write_swept_model(model_path, files, kind, lam, warmup=schedule["warmup"],
+                                       refresh=schedule["refresh"])
         print(f"{name}: sweep chose the {kind} prior, lambda {lam:g}; wrote {glass_gguf}", file=sys.stderr)
     else:
         kind, lam = "activation", DEFAULT_LAMBDA_WITH_PRIOR

@@ -198,6 +198,11 @@ def _key_value(reader: GGUFReader, key: str, f, name: str):
         if v < 0:
             raise InvalidGlassFile(name, key, str(v), "a token count >= 0")
         return v
+    if key in (schema.KEY_WARMUP, schema.KEY_REFRESH):
+        v = _scalar(f, key, name, (GGUFValueType.UINT32,), "u32")
+        if v > 1 << 20 or (key == schema.KEY_REFRESH and v == 1):
+            raise InvalidGlassFile(name, key, str(v), "a token count up to 1048576 (refresh: 0 or at least 2)")
+        return v
     if key in (schema.KEY_DENSITY, schema.KEY_LAMBDA):
         v = _scalar(f, key, name, (GGUFValueType.FLOAT32,), "f32")
         check, expected = (check_density, "a number in (0, 1]") if key == schema.KEY_DENSITY else \

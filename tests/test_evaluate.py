@@ -203,3 +203,25 @@ def test_cross_backend_masks_and_kl_agree(smollm2_path, backend, pairs, priors):
     for s in out["settings"]:
         assert s["jaccard_mean"] >= 0.9, s            # measured 0.97-0.99
         assert 2 / 3 <= s["kl_llama"] / s["kl_torch"] <= 3 / 2, s
+
+
+def test_a_warm_up_as_long_as_the_answer_is_dense_and_the_oracle_beats_griffin(backend, pairs, priors):
+    configs = [Config("dense"), Config("griffin", 0.5), Config("oracle", 0.5),
+               Config("glass", 0.5, 0.5, "activation", warmup=GEN), Config("griffin", 0.5, warmup=4, refresh=4)]
+    records = evaluate.summarize(evaluate.run(backend, pairs, configs, priors, progress=False), configs)
+    got = {r.config: r for r in records if r.split == "all"}
+    assert got[Config("glass", 0.5, 0.5, "activation", warmup=GEN)].kl == pytest.approx(0.0, abs=1e-6)
+    assert got[Config("oracle", 0.5)].kl < got[Config("griffin", 0.5)].kl
+    assert got[Config("griffin", 0.5, warmup=4, refresh=4)].kl > 0
+    assert {r.setting for r in records} >= {"oracle", "griffin W=4 R=4", "glass-A lambda=0.5 W=24"}
+
+
+def test_cross_backend_agrees_on_the_schedule_and_the_oracle(smollm2_path, backend, pairs, priors):
+    """The runtime's own schedule (auto mode, masks changing mid-answer) against the torch reference's, and the
+    oracle read back from the runtime: the last selections agree and so does the KL they cause."""
+    llama = evaluate.LlamaBackend(smollm2_path, n_ctx=512, threads=1, tokenizer=backend.tokenizer)
+    configs = [Config("dense"), Config("oracle", 0.5), Config("glass", 0.5, 0.5, "activation", warmup=4, refresh=6)]
+    out = evaluate.cross_backend(backend, llama, pairs, configs, priors)
+    for s in out["settings"]:
+        assert s["jaccard_mean"] >= 0.9, s
+        assert 2 / 3 <= s["kl_llama"] / s["kl_torch"] <= 3 / 2, s

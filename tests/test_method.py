@@ -123,3 +123,19 @@ def test_lambda_is_float32():
     assert oracle_select(ss[0], 5, prior[0], 5, 0.1, 0.5) != oracle_select(ss[0], 5, prior[0], 5, lam32, 0.5)
     np.testing.assert_array_equal(method.select_layers(ss, [5], prior, 0.1, 0.5)[0],
                                   method.select_layers(ss, [5], prior, lam32, 0.5)[0])
+
+
+def test_the_schedule_collects_the_warm_up_then_every_refresh_th_position():
+    collected = method.collected_positions(12, warmup=3, refresh=4)
+    assert np.flatnonzero(collected).tolist() == [0, 1, 2, 6, 10]
+    assert not method.collected_positions(5, 0, 0).any()
+    assert method.schedule_segments(8, 3, 4) == [(0, 3, True), (3, 6, False), (6, 7, True), (7, 8, False)]
+    assert method.schedule_segments(4, 0, 0) == [(0, 4, False)]
+
+
+def test_a_refresh_keeps_the_old_set_unless_enough_neurons_change():
+    old = np.arange(0, 64)
+    two_new = np.concatenate([np.arange(2, 64), [100, 101]])
+    assert method.refreshed(old, two_new, 64, 0.05) is old          # 2 of 64 changed: 3.1% <= 5%
+    assert method.refreshed(old, two_new, 64, 0.03) is two_new      # 3.1% > 3%
+    assert method.refreshed(None, two_new, 64, 0.05) is two_new     # a layer that ran dense takes the new set
