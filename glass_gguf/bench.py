@@ -4,7 +4,7 @@ Three contexts, kept warm, each continuing its own sequence: the model dense, th
 a model statically compacted to the shapes and types GLASS compacts to (static_model.py: the first k neurons of
 every layer, stock llama.cpp, GLASS off). Every repeat, each context reads the same prompt (timed: the prefill, and
 the first decode step, where GLASS selects and compacts) and decodes up to GLASS's swap to the compacted weights
-(the first token by default, later with GLASS_GGUF_SWAP_AFTER=N). Then they decode in rounds of `chunk` tokens,
+(after 16 dense tokens by default, GLASS_GGUF_SWAP_AFTER=N). Then they decode in rounds of `chunk` tokens,
 one context after the other at the same positions; within a round the three are timed back to back, so a round's
 ratios see the same machine. The reported ratios are medians over all rounds of all repeats, with their quartiles:
 a shared machine's slow seconds hit a few rounds, not the median.

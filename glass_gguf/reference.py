@@ -261,7 +261,7 @@ def decode_scheduled(model, sparsifier: Sparsifier, prompt_ids: list[int], input
     cache = DynamicCache()
     sparsifier.collect(len(prompt_ids), last_layer_rows)
     with torch.inference_mode():
-        model(torch.tensor([prompt_ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        model(torch.tensor([prompt_ids]), cache=cache, use_cache=True, logits_to_keep=1)
     sparsifier.off()
     sums = [s.copy() for s in sparsifier.sum_squares]
     rows = list(sparsifier.rows)
@@ -271,7 +271,7 @@ def decode_scheduled(model, sparsifier: Sparsifier, prompt_ids: list[int], input
             chunk = torch.tensor([inputs[start:end]])
             if collected:
                 captured = sparsifier.capture()
-                logits = model(chunk, past_key_values=cache, use_cache=True).logits
+                logits = model(chunk, cache=cache, use_cache=True).logits
                 for layer in range(len(sums) - 1):
                     sums[layer] = sums[layer] + method.local_sum_squares(np.concatenate(captured[layer]))
                     rows[layer] += end - start
@@ -281,7 +281,7 @@ def decode_scheduled(model, sparsifier: Sparsifier, prompt_ids: list[int], input
                     method.refreshed(old, fresh, method.neurons_to_keep(len(s), config.density), config.min_change)
                     for old, fresh, s in zip(masks, new, sums)]
                 sparsifier.sparse([masks], start=0)
-                logits = model(chunk, past_key_values=cache, use_cache=True).logits
+                logits = model(chunk, cache=cache, use_cache=True).logits
             sparsifier.off()
             logps.append(torch.log_softmax(logits[0].float(), -1))
     return torch.cat(logps), masks

@@ -29,7 +29,7 @@ def selection_after_a_chat(path) -> tuple[list, list]:
     llm = Llama(model_path=str(path), n_ctx=256, n_threads=1, verbose=False)
     session = runtime.GlassSession(llm)
     flags = [session.layer_info(il)[1] for il in range(session.n_layer)]
-    llm.create_chat_completion(MESSAGES, max_tokens=8, temperature=0.0)
+    llm.create_chat_completion(MESSAGES, max_tokens=24, temperature=0.0)
     return flags, session.selected()
 
 

@@ -153,3 +153,19 @@ def test_server_with_refresh_answers_as_a_fresh_server_would(glass_model, tmp_pa
     with llama_cpp_server(glass_model, log_path=tmp_path / "b.log", n_ctx=1024) as server:
         alone = server_chat(server.url, second, max_tokens=32)
     assert after_other == alone
+
+
+def test_background_compaction_gives_the_same_answer_with_prompt_lookup_decoding(glass_model, monkeypatch):
+    """GLASS_GGUF_SWAP_AFTER=5: the first five generated tokens decode dense while the compaction runs; a drafted
+    verification batch across the swap position is split there, so drafting changes nothing."""
+    monkeypatch.setenv("GLASS_GGUF_SWAP_AFTER", "5")
+    text = ("Repeat this list exactly: red apple, green pear, yellow banana, red apple, green pear, yellow banana, "
+            "red apple, green pear, yellow banana.")
+
+    def answer(**kw):
+        llm = make_llm(glass_model, **kw)
+        out = llm.create_completion(text, max_tokens=32, temperature=0.0)["choices"][0]["text"]
+        assert GlassSession(llm).state == "sparse"
+        return out
+
+    assert answer(draft_model=LlamaPromptLookupDecoding(num_pred_tokens=8)) == answer()

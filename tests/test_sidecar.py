@@ -50,7 +50,7 @@ def test_a_sidecar_beside_the_model_is_picked_up(model_with_sidecar):
     glass = GlassSession(llm)
     assert glass.params == {"density": 0.75, "lambda": 0.25, "mode": "auto"}
     assert has_priors(glass)
-    llm.create_completion("The sky is blue because", max_tokens=12, temperature=0.0)  # past the swap
+    llm.create_completion("The sky is blue because", max_tokens=24, temperature=0.0)  # past the swap
     assert glass.state == "sparse"
 
 
@@ -82,7 +82,7 @@ def write_sidecar_unchecked(path, prior):
 
 def test_the_server_runs_glass_on_an_untouched_gguf_with_a_sidecar(model_with_sidecar, tmp_path):
     with llama_cpp_server(model_with_sidecar, log_path=tmp_path / "server.log", n_ctx=512) as server:
-        assert chat(server.url, [{"role": "user", "content": "Say hello."}], max_tokens=8)
+        assert chat(server.url, [{"role": "user", "content": "Say hello."}], max_tokens=24)
     log = (tmp_path / "server.log").read_text()
     assert f"glass: prior from {sidecar_path(model_with_sidecar)}" in log
     assert "glass: enabled (density 0.750, lambda 0.250, auto mode)" in log
