@@ -567,7 +567,13 @@ def eval_cmd(model, hf, prior_files, threads, as_json, backend, prompts_file, n_
         from .plots import plot_quality
 
         plot_quality(records, plot, f"{Path(model).name}: {out['n_prompts']} prompts ({backend})")
+        if len(schedules) > 1:    # beside it: KL against the share decoded dense, per schedule
+            from .plots import plot_schedules
+
+            plot_schedules(records, gen_tokens - 1, Path(plot).with_name(Path(plot).stem + "-schedules.png"),
+                           f"{Path(model).name}: warm-up W, refresh R; {out['n_prompts']} prompts ({backend})")
     gains = [f"{g.record.label:34} vs GRIFFIN: PPL {g.ppl_gain_pct:+7.2f}%  KL {g.kl_gain_pct:+7.2f}%"
+             + (f"  gap to the oracle closed {g.gap_closed_pct:5.1f}%" if g.gap_closed_pct is not None else "")
              for g in evaluate.improvements(records)]
     emit(as_json, out, "\n".join([evaluate.format_table(records)] + gains))
 

@@ -89,11 +89,13 @@ class Gain:
     record: Record
     ppl_gain_pct: float
     kl_gain_pct: float
+    gap_closed_pct: float | None = None   # share of the GRIFFIN-to-oracle KL gap closed (with an oracle row)
 
     def to_json(self) -> dict:
         r = self.record
         return {"label": r.label, "method": r.method, "prior": r.prior, "lambda": r.lam, "density": r.density,
-                "ppl_gain_pct": self.ppl_gain_pct, "kl_gain_pct": self.kl_gain_pct}
+                "warmup": r.warmup, "refresh": r.refresh, "ppl_gain_pct": self.ppl_gain_pct,
+                "kl_gain_pct": self.kl_gain_pct, "gap_closed_pct": self.gap_closed_pct}
 
 
 def configs_for(methods, densities, lambdas, prior_kinds, schedules=((0, 0),)) -> list[Config]:
@@ -372,15 +374,20 @@ def summarize(scores: list[PromptScores], configs: list[Config], backend: str = 
 
 
 def improvements(records: list[Record], split: str = "all") -> list[Gain]:
-    """The Gain of every static/glass record of `split` over GRIFFIN at the same density."""
-    griffin = {r.density: r for r in records if r.method == "griffin" and r.split == split}
+    """The Gain of every sparse record of `split` over plain GRIFFIN (prompt only, no schedule) at the same
+    density, and with an oracle row, the share of the GRIFFIN-to-oracle KL gap it closes."""
+    def plain(r):
+        return r.split == split and not (r.warmup or r.refresh)
+    griffin = {r.density: r for r in records if r.method == "griffin" and plain(r)}
+    oracle = {r.density: r for r in records if r.method == "oracle" and plain(r)}
     out = []
     for r in records:
-        g = griffin.get(r.density)
-        if r.split != split or r.method not in ("glass", "static") or g is None:
+        g, o = griffin.get(r.density), oracle.get(r.density)
+        if r.split != split or r.method not in ("glass", "static", "griffin") or g is None or r is g:
             continue
+        gap = 100.0 * (g.kl - r.kl) / (g.kl - o.kl) if o is not None and g.kl > o.kl else None
         out.append(Gain(r, ppl_gain_pct=100.0 * (g.ppl - r.ppl) / g.ppl,
-                        kl_gain_pct=100.0 * (g.kl - r.kl) / g.kl if g.kl > 0 else 0.0))
+                        kl_gain_pct=100.0 * (g.kl - r.kl) / g.kl if g.kl > 0 else 0.0, gap_closed_pct=gap))
     return out
 
 

@@ -116,3 +116,33 @@ def plot_demo(rows: list[dict], png: str | os.PathLike) -> Path:
     fig.suptitle("SmolLM2-135M-Instruct Q4_1: GLASS against dense")
     fig.tight_layout()
     return _save(fig, png, dpi=120)
+
+
+def plot_schedules(records, gen_tokens: int, path: str | os.PathLike, title: str = "", split: str = "all") -> Path:
+    """Per density: KL against the share of the answer decoded dense, one point per (warm-up, refresh) schedule,
+    GRIFFIN and GLASS apart, with plain GRIFFIN and the oracle as horizontal lines (the gap a schedule can close)."""
+    from .evaluate import dense_share
+
+    plt = _pyplot()
+    rows = [r for r in records if r.split == split]
+    densities = sorted({r.density for r in rows if r.method != "dense"})
+    fig, axes = plt.subplots(1, len(densities), figsize=(max(7.5, 5.5 * len(densities)), 4.6), squeeze=False)
+    for ax, d in zip(axes[0], densities):
+        at = [r for r in rows if r.density == d]
+        for method, colour in (("griffin", "tab:blue"), ("glass", "tab:green")):
+            pts = sorted((dense_share(r.warmup, r.refresh, gen_tokens), r.kl, r) for r in at if r.method == method)
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=colour, label=method, zorder=3)
+            for x, y, r in pts:
+                ax.annotate(f"W{r.warmup} R{r.refresh}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        for method, style in (("griffin", "--"), ("oracle", ":")):
+            ref = [r for r in at if r.method == method and not (r.warmup or r.refresh)]
+            if ref:
+                ax.axhline(ref[0].kl, color="grey", linestyle=style, label=f"{method} (prompt only)" if method ==
+                           "griffin" else "oracle (the answer's own mask)")
+        ax.set_xlabel(f"share of a {gen_tokens}-token answer decoded dense")
+        ax.set_ylabel("KL(dense || setting)")
+        ax.set_title(f"density {d:g}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, dpi=100)
