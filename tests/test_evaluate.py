@@ -116,6 +116,11 @@ def test_sweep_command_writes_the_chosen_lambda_into_the_gguf(smollm2_path, smol
     written = read_prior(out)
     assert written.lam == pytest.approx(choice["lambda"]) and written.density == pytest.approx(0.6)
     assert written.kind == (choice["prior"] or "activation")
+    # the schedule chosen for that prior and lambda is written beside it (all 0 when lambda is 0 or 1)
+    schedule = choice.get("schedule", {"warmup": 0, "refresh": 0})
+    assert (written.warmup, written.refresh) == (schedule["warmup"], schedule["refresh"])
+    if "schedule" in choice:
+        assert schedule["dense_share"] <= 0.1 or (schedule["warmup"], schedule["refresh"]) == (0, 0)
 
 
 def test_eval_command_refuses_glass_without_a_prior(smollm2_path, smollm2_hf_dir):

@@ -169,3 +169,18 @@ def test_background_compaction_gives_the_same_answer_with_prompt_lookup_decoding
         return out
 
     assert answer(draft_model=LlamaPromptLookupDecoding(num_pred_tokens=8)) == answer()
+
+
+def test_the_schedule_stored_in_the_gguf_is_used_and_the_environment_overrides_it(glass_model, tmp_path,
+                                                                                   monkeypatch):
+    from glass_gguf.prior_file import read_prior
+
+    scheduled = embed_prior(glass_model, read_prior(glass_model), tmp_path / "scheduled.gguf", density=0.5, lam=0.5,
+                            warmup=16, refresh=32)
+    assert (read_prior(scheduled).warmup, read_prior(scheduled).refresh) == (16, 32)
+    report = GlassSession(make_llm(scheduled)).schedule()
+    assert (report["warmup"], report["refresh"]) == (16, 32)
+
+    monkeypatch.setenv("GLASS_GGUF_REFRESH", "0")
+    report = GlassSession(make_llm(scheduled)).schedule()
+    assert (report["warmup"], report["refresh"]) == (16, 0)

@@ -64,6 +64,8 @@ BAD_KEYS = [  # (key, (type, value), expected message after "glass.gguf: ")
     ("glass.prior.form", (STR, "pickle"), "glass.prior.form: found 'pickle', expected one of tensors, metadata"),
     ("glass.prior.model_fingerprint", (STR, "xyz"), "glass.prior.model_fingerprint: found 'xyz', expected a fingerp"),
     ("glass.lamda", (F32, 0.5), "'glass.lamda': found an unknown GLASS key"),
+    ("glass.refresh", (U32, 1), r"glass.refresh: found 1, expected a token count up to 1048576 \(refresh: 0 or"),
+    ("glass.warmup", (F32, 16.0), "glass.warmup: found f32 16.0, expected u32"),
 ]
 
 
