@@ -17,6 +17,7 @@ GLASS collects while the sequence is written: every token of it, prompt and samp
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Sequence
@@ -168,6 +169,9 @@ def compute_gguf_prior(
     tokenizer = LlamaTokenizer(llm)
     if self_calibration:
         calib = self_generated(tokens, seq_len, seed, batch_size, shard)
+        # the quantized model writes other text than the float32 checkpoint from the same seed: a distinct tag keeps
+        # prior-merge from taking a GGUF shard and an HF shard for parts of one calibration
+        calib = dataclasses.replace(calib, source=calib.source.replace("self-generated:", "self-generated-gguf:"))
         file_seqs, banned = None, end_of_generation(llm)
     else:
         calib, file_seqs = text_files(tokenizer, calibration, tokens, seq_len, batch_size, shard)

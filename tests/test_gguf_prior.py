@@ -140,7 +140,7 @@ def test_shards_in_separate_processes_merge_into_the_single_run_without_torch(sm
                                       threads=1, return_sequences=True)
     assert len(seqs) == 4 and all(len(s) == 32 for s in seqs) and len(set(map(tuple, seqs))) == 4
     merged = read_prior(merged)
-    assert (merged.tokens, merged.source, merged.shard) == (128, "self-generated:4x32:seed=7", None)
+    assert (merged.tokens, merged.source, merged.shard) == (128, "self-generated-gguf:4x32:seed=7", None)
     assert merged.fingerprint == single.fingerprint
     for a, b in zip(merged.sums, single.sums):
         np.testing.assert_allclose(a, b, rtol=1e-12)
