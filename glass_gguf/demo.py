@@ -28,6 +28,7 @@ class DemoSettings:
     out_dir: Path
     density: float = 0.75             # the headline density of the side-by-side comparison
     lam: float = DEFAULT_LAMBDA_WITH_PRIOR
+    warmup: int = 16                  # generated tokens decoded dense and collected first (docs/refresh.md)
     densities: tuple[float, ...] = (0.5, 0.6, 0.75, 0.9)
     prior_tokens: int = 4096          # self-generated calibration; a few minutes on 2 cores
     calibration_seq_len: int = 64
@@ -63,9 +64,11 @@ def build_artifacts(s: DemoSettings) -> Path:
                               threads=s.threads, progress=s.progress)
         write_prior(prior_path, prior)
     glass_path = s.out_dir / model.name.replace(".gguf", ".glass.gguf")
+    if glass_path.exists() and (read_prior(glass_path).warmup or 0) != s.warmup:
+        glass_path.unlink()       # built with another warm-up: embed again (seconds)
     if not glass_path.exists():
         log(f"embedding the prior: {glass_path.name}", s)
-        embed_prior(model, read_prior(prior_path), glass_path, density=s.density, lam=s.lam)
+        embed_prior(model, read_prior(prior_path), glass_path, density=s.density, lam=s.lam, warmup=s.warmup)
     return glass_path
 
 
@@ -81,23 +84,39 @@ def side_by_side(backend, prompt_ids: list[int], dense_ids: list[int], s: DemoSe
             break
     glass.disable()
 
-    quality = kl_by_method(backend, prompt_ids, dense_ids, s.density, s.lam)
+    quality = kl_by_method(backend, prompt_ids, dense_ids, s.density, s.lam, s.warmup)
     return {
         "prompt": DEMO_PROMPT,
         "dense_text": backend.llm.detokenize(dense_ids).decode(errors="replace"),
         "glass_text": backend.llm.detokenize(glass_ids).decode(errors="replace"),
+        "dense_repeated": repeated_share(dense_ids), "glass_repeated": repeated_share(glass_ids),
         **quality,
     }
 
 
-def kl_by_method(backend, prompt_ids, cont_ids, density: float, lam: float) -> dict:
-    """Mean per-token KL(dense || method) of GLASS and GRIFFIN, each with its mask from the prompt prefill."""
+def repeated_share(ids: list[int], n: int = 8) -> float:
+    """The share of an answer's n-grams that already occurred earlier in it: 0 for text that never repeats itself,
+    near 1 for an answer stuck in a loop (a sentence said four times scores about 0.75)."""
+    grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+    seen, repeated = set(), 0
+    for g in grams:
+        repeated += g in seen
+        seen.add(g)
+    return repeated / len(grams) if grams else 0.0
+
+
+def kl_by_method(backend, prompt_ids, cont_ids, density: float, lam: float, warmup: int = 0) -> dict:
+    """Mean per-token KL(dense || method) of GLASS (with its warm-up, as the runtime decodes it) and GRIFFIN (mask
+    from the prompt alone), and of GLASS without the warm-up, to show what it buys."""
     from .reference import Config
 
-    dense, griffin, glass = Config("dense"), Config("griffin", density), Config("glass", density, lam, "activation")
-    scores = backend.score(prompt_ids, cont_ids, [dense, griffin, glass], priors={"activation": None})
+    dense, griffin = Config("dense"), Config("griffin", density)
+    glass, plain = Config("glass", density, lam, "activation", warmup), Config("glass", density, lam, "activation")
+    configs = list(dict.fromkeys([dense, griffin, glass, plain]))
+    scores = backend.score(prompt_ids, cont_ids, configs, priors={"activation": None})
     n = max(1, scores.n_tokens)
     return {"kl_glass": scores.kl[glass] / n, "kl_griffin": scores.kl[griffin] / n,
+            "kl_glass_no_warmup": scores.kl[plain] / n,
             "ppl_dense": float(np.exp(scores.nll[dense] / n)),
             "ppl_glass": float(np.exp(scores.nll[glass] / n)),
             "ppl_griffin": float(np.exp(scores.nll[griffin] / n)), "scored_tokens": scores.n_tokens}
@@ -123,7 +142,8 @@ def sweep(glass_path: Path, backend, prompt_ids: list[int], cont: list[int], s: 
 
     rows = []
     for d in tqdm(s.densities, desc="density sweep", disable=not s.progress):
-        rows.append({"density": d, **speed(glass_path, d, s), **kl_by_method(backend, prompt_ids, cont, d, s.lam)})
+        rows.append({"density": d, **speed(glass_path, d, s),
+                     **kl_by_method(backend, prompt_ids, cont, d, s.lam, s.warmup)})
     return rows
 
 
@@ -137,7 +157,8 @@ def run_demo(s: DemoSettings) -> dict:
     prompt_ids = backend.prompt_ids(DEMO_PROMPT)
     dense_ids = backend.generate(prompt_ids, s.gen_tokens)
     result = side_by_side(backend, prompt_ids, dense_ids, s)
-    result.update(model=str(glass_path), density=s.density, lam=s.lam, **speed(glass_path, s.density, s))
+    result.update(model=str(glass_path), density=s.density, lam=s.lam, warmup=s.warmup,
+                  **speed(glass_path, s.density, s))
     log("speed and quality against density", s)
     result["sweep"] = sweep(glass_path, backend, prompt_ids, dense_ids, s)
     result["plot"] = str(plot_demo(result["sweep"], s.out_dir / "demo.png"))

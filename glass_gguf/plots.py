@@ -109,7 +109,9 @@ def plot_demo(rows: list[dict], png: str | os.PathLike) -> Path:
     ax1.set(xlabel="density (fraction of FFN neurons kept)", ylabel="decode speed-up over dense",
             title=f"speed ({rows[0]['prompt_tokens']}-token prompt, {rows[0]['gen_tokens']} tokens decoded)")
     ax1.legend(fontsize=8)
-    ax2.plot(d, [r["kl_glass"] for r in rows], "o-", label="GLASS")
+    ax2.plot(d, [r["kl_glass"] for r in rows], "o-", label="GLASS (with its warm-up)")
+    if "kl_glass_no_warmup" in rows[0]:
+        ax2.plot(d, [r["kl_glass_no_warmup"] for r in rows], "^:", label="GLASS, prompt and prior only")
     ax2.plot(d, [r["kl_griffin"] for r in rows], "s--", label="GRIFFIN (prompt only)")
     ax2.set(xlabel="density", ylabel="mean KL(dense || method)", title="quality cost", yscale="log")
     ax2.legend()

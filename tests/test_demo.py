@@ -18,8 +18,10 @@ def test_demo_runs_the_whole_pipeline_and_reuses_artifacts(tmp_path, smollm2_hf_
     assert "exporting" not in run.stderr
     assert "computing the activation prior" in run.stderr
 
-    for key in ("speedup", "kl_glass", "kl_griffin", "dense_tok_s", "glass_tok_s", "dense_text", "glass_text"):
+    for key in ("speedup", "kl_glass", "kl_griffin", "kl_glass_no_warmup", "dense_tok_s", "glass_tok_s", "dense_text",
+                "glass_text", "dense_repeated", "glass_repeated", "ttft_dense_ms", "ttft_glass_ms"):
         assert key in result
+    assert result["warmup"] == 16 and 0.0 <= result["glass_repeated"] <= 1.0
     assert result["speedup"] > 0 and result["kl_glass"] >= 0 and result["kl_griffin"] >= 0
     assert [row["density"] for row in result["sweep"]] == [0.5, 0.9]
     assert (out / "prior-activation.gguf").exists()
