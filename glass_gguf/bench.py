@@ -106,6 +106,14 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
+def last_logits(llm) -> np.ndarray:
+    """The logits of the last decoded token, read from the context: llama-cpp-python fills `scores` only with
+    logits_all=True (and its array holds n_batch rows otherwise, fewer than a long prompt plus its answer)."""
+    import llama_cpp
+
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
+
+
 class Sequence:
     """One context continuing its own greedy sequence, one token per eval."""
 
@@ -124,7 +132,7 @@ class Sequence:
         llm, times = self.llm, []
         for _ in range(n):
             t0 = time.perf_counter()
-            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            token = int(np.argmax(last_logits(llm)))
             llm.eval([token])
             times.append(time.perf_counter() - t0)
         return times
