@@ -70,6 +70,7 @@ def test_warm_up_tokens_decode_dense_then_select_as_if_they_were_prompt(glass_mo
 
     # the same neurons as a context that reads prompt + those six tokens as its prompt (same rows, same order)
     monkeypatch.delenv("GLASS_GGUF_WARMUP")
+    monkeypatch.setenv("GLASS_GGUF_SWAP_AFTER", "0")   # select at the first generated token, not in the background
     longer = make_llm(glass_model)
     answer = longer.generate(prompt + tokens[:6], temp=0.0)
     next(answer), next(answer)     # the first generated token is decoded: the selection is made
