@@ -28,7 +28,6 @@ class DemoSettings:
     out_dir: Path
     density: float = 0.75             # the headline density of the side-by-side comparison
     lam: float = DEFAULT_LAMBDA_WITH_PRIOR
-    warmup: int = 16                  # generated tokens decoded dense and collected first (docs/refresh.md)
     densities: tuple[float, ...] = (0.5, 0.6, 0.75, 0.9)
     prior_tokens: int = 4096          # self-generated calibration; a few minutes on 2 cores
     calibration_seq_len: int = 64
@@ -36,6 +35,7 @@ class DemoSettings:
     repeats: int = 3
     threads: int = field(default_factory=physical_cores)
     progress: bool = True
+    warmup: int = 16                  # generated tokens decoded dense and collected first (docs/refresh.md)
 
 
 def log(msg: str, settings: DemoSettings) -> None:
