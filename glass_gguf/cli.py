@@ -698,7 +698,7 @@ def results(models, output, n_prompts, n_sweep_prompts, gen_tokens, task_limit, 
 @threads_option()
 @json_option
 def demo(output, density, lam, densities, prior_tokens, gen_tokens, repeats, warmup, threads, as_json):
-    """The whole pipeline on the bundled SmolLM2-135M: hf-export, prior, convert, dense vs GLASS side by side."""
+    """The whole pipeline on the bundled SmolLM2-135M: prior from the GGUF, convert, dense vs GLASS side by side."""
     from .demo import DemoSettings, run_demo
 
     settings = DemoSettings(Path(output), density, lam, tuple(densities), prior_tokens, gen_tokens=gen_tokens,

@@ -1,9 +1,8 @@
-"""The main job end to end on the bundled SmolLM2-135M: HF checkpoint -> prior -> GLASS GGUF -> faster decoding.
+"""The main job end to end on the bundled SmolLM2-135M: GGUF -> prior -> GLASS GGUF -> faster decoding.
 
 Every artifact lands in one folder and is reused by the next run (the measurements are taken again):
 
-    hf/                          dense HF checkpoint exported from the GGUF (glass-gguf hf-export)
-    prior-activation.gguf        the global prior from self-generated calibration text (glass-gguf prior)
+    prior-activation.gguf        the global prior from self-generated calibration text (glass-gguf prior MODEL.gguf)
     <model>.glass.gguf           the model with the prior embedded (glass-gguf convert)
     demo.json, demo.png          the numbers and the plot of speed and quality against density
 """
@@ -44,24 +43,20 @@ def log(msg: str, settings: DemoSettings) -> None:
 
 
 def build_artifacts(s: DemoSettings) -> Path:
-    """hf-export, prior and convert, each skipped when its output already exists."""
+    """prior (computed by the patched llama.cpp on the GGUF itself: no torch, no float32 export; as good as the HF
+    path, docs/priors.md) and convert, each skipped when its output already exists."""
     from .glass_file import embed_prior
-    from .hf_export import hf_export
-    from .prior import compute_prior
+    from .gguf_prior import compute_gguf_prior
     from .prior_file import read_prior, write_prior
 
     s.out_dir.mkdir(parents=True, exist_ok=True)
     model = assets.default_model_path()
-    hf_dir = s.out_dir / "hf"
-    if not (hf_dir / "config.json").exists():
-        log(f"exporting {model.name} to an HF checkpoint in {hf_dir}", s)
-        hf_export(model, hf_dir, overwrite=True)
     prior_path = s.out_dir / "prior-activation.gguf"
     if not prior_path.exists():
-        log(f"computing the activation prior from {s.prior_tokens} self-generated tokens", s)
+        log(f"computing the activation prior from {s.prior_tokens} self-generated tokens (llama.cpp)", s)
         seq_len = min(s.calibration_seq_len, s.prior_tokens)
-        prior = compute_prior(hf_dir, "activation", tokens=s.prior_tokens, seq_len=seq_len,
-                              threads=s.threads, progress=s.progress)
+        prior = compute_gguf_prior(model, "activation", tokens=s.prior_tokens, seq_len=seq_len,
+                                   threads=s.threads, progress=s.progress)
         write_prior(prior_path, prior)
     glass_path = s.out_dir / model.name.replace(".gguf", ".glass.gguf")
     if glass_path.exists() and (read_prior(glass_path).warmup or 0) != s.warmup:
