@@ -10,32 +10,15 @@ import pytest
 import llama_cpp
 from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
-from glass_gguf.fingerprint import gguf_model_info
 from glass_gguf.glass_file import embed_prior
-from glass_gguf.prior_file import Prior
 from glass_gguf.runtime import GlassError, GlassSession
+from test_lifecycle import glass_model, make_llm  # noqa: F401  (the same prior-embedded SmolLM2, the same contexts)
 from glass_gguf.server import chat as server_chat
 from glass_gguf.server import llama_cpp_server
 
 pytestmark = pytest.mark.slow
 
 PROMPT = b"Write three sentences about the history of the printing press."
-
-
-@pytest.fixture(scope="module")
-def glass_model(smollm2_path, tmp_path_factory):
-    """SmolLM2 with a prior embedded (density 0.5, lambda 0.5): auto-enables in the patched build."""
-    info = gguf_model_info(smollm2_path)
-    rng = np.random.default_rng(0)
-    prior = Prior(kind="activation", source="test:seed=0", tokens=0, fingerprint=info.fingerprint,
-                  scores=[rng.gamma(2.0, 1.0, n).astype(np.float32) for n in info.n_ff])
-    out = tmp_path_factory.mktemp("schedule") / "smollm2-glass.gguf"
-    return embed_prior(smollm2_path, prior, out, density=0.5, lam=0.5)
-
-
-def make_llm(path, **kw):
-    kw.setdefault("n_ctx", 1024)
-    return llama_cpp.Llama(model_path=str(path), n_threads=2, n_threads_batch=2, verbose=False, seed=0, **kw)
 
 
 def greedy_one_by_one(llm, prompt, n):
