@@ -46,17 +46,17 @@ class BenchResult:
     rounds: int                       # rounds behind the medians (repeats x rounds per repeat)
     dense_tok_s: float                # medians over the rounds
     glass_tok_s: float
-    ceiling_tok_s: float
+    ceiling_tok_s: float | None       # None for a per-layer density (ceiling_model)
     speedup: float                    # median over rounds of dense time / GLASS time
     speedup_q1: float                 # its quartiles: the spread
     speedup_q3: float
-    ceiling_speedup: float            # median over rounds of dense time / ceiling time
-    share_of_ceiling: float           # median over rounds of ceiling time / GLASS time (GLASS tok/s / ceiling tok/s)
-    share_of_ceiling_q1: float
-    share_of_ceiling_q3: float
+    ceiling_speedup: float | None     # median over rounds of dense time / ceiling time
+    share_of_ceiling: float | None    # median over rounds of ceiling time / GLASS time (GLASS tok/s / ceiling tok/s)
+    share_of_ceiling_q1: float | None
+    share_of_ceiling_q3: float | None
     ideal_speedup: float              # the bytes model: weight bytes a token reads, dense over GLASS (not a bound)
     ceiling_k: int                    # neurons per layer of the ceiling (GLASS's k)
-    ceiling_model: str
+    ceiling_model: str | None
     glass_dense_layers: list          # layers GLASS keeps dense (the ceiling compacts them too)
     finalize_ms: float
     prefill_dense_ms: float
@@ -158,14 +158,16 @@ def static_model_path(model_path: Path, k: int, down_types) -> Path:
     return cache_dir() / "static" / f"{stem}.static-k{k}.{hashlib.sha256(key.encode()).hexdigest()[:12]}.gguf"
 
 
-def ceiling_model(model_path: Path, glass: GlassSession) -> tuple[Path, int, list[int]]:
-    """(static model at GLASS's k and down types, k, layers GLASS keeps dense), written once and cached."""
+def ceiling_model(model_path: Path, glass: GlassSession) -> tuple[Path | None, int, list[int]]:
+    """(static model at GLASS's k and down types, k, layers GLASS keeps dense), written once and cached. A per-layer
+    density (glass.layer_scale) has no ceiling: llama.cpp builds llama, qwen2, gemma3 ... with one FFN width, so
+    the path is None and k the largest per-layer k."""
     from .static_model import down_types_from_runtime, write_static
 
     selected = glass.selected()
     ks = {len(s) for s in selected if s is not None}
     if len(ks) != 1:
-        raise RuntimeError(f"GLASS kept {sorted(ks)} neurons in different layers: no static model has these shapes")
+        return None, max(ks), [il for il, s in enumerate(selected) if s is None]
     k = ks.pop()
     down_types = down_types_from_runtime(model_path, glass, k)
     path = static_model_path(model_path, k, down_types)
@@ -210,19 +212,20 @@ def run_bench(model_path: Path, density: float | None, lam: float | None, thread
     static_path, k, glass_dense = ceiling_model(model_path, glass)
 
     dense = Sequence(load(model_path, prior=prior, dense=True, **kwargs)[0])
-    ceiling = Sequence(load(static_path, dense=True, **kwargs)[0])
-    for seq in (dense, ceiling):  # warm-up: page in the weights, build the graphs
+    seqs = {"dense": dense, "glass": sparse}
+    if static_path is not None:
+        seqs["ceiling"] = Sequence(load(static_path, dense=True, **kwargs)[0])
+    for seq in (s for name, s in seqs.items() if name != "glass"):  # warm-up: page in the weights, build the graphs
         seq.prefill(tokens)
         seq.decode(min(chunk, n_gen))
 
     prefill = {"dense": [], "glass": []}
     ttft = {"dense": [], "glass": []}
     finalize, swap_token = [], []
-    rounds = {"dense": [], "glass": [], "ceiling": []}
-    seqs = {"dense": dense, "glass": sparse, "ceiling": ceiling}
+    rounds = {name: [] for name in seqs}
     names = list(seqs)
     for r in range(repeats):
-        order = names[r % 3:] + names[: r % 3]
+        order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
             seq = seqs[name]
             pre = seq.prefill(tokens)
@@ -249,17 +252,19 @@ def run_bench(model_path: Path, density: float | None, lam: float | None, thread
     seconds = {name: np.array([t for _, t in rs]) for name, rs in rounds.items()}
     rate = {name: float(np.median([n / t for n, t in rs])) for name, rs in rounds.items()}
     speedup = _median_iqr(seconds["dense"] / seconds["glass"])
-    share = _median_iqr(seconds["ceiling"] / seconds["glass"])
+    no_ceiling = (None, None, None)
+    share = _median_iqr(seconds["ceiling"] / seconds["glass"]) if "ceiling" in seconds else no_ceiling
     pre_dense, pre_glass = (statistics.median(prefill[n]) * 1000 for n in ("dense", "glass"))
     fin = statistics.median(finalize)
     return BenchResult(
         model=str(model_path), density=density, lam=lam, threads=threads, prompt_tokens=len(tokens),
         gen_tokens=n_gen, repeats=repeats, chunk_tokens=chunk, rounds=len(rounds["dense"]),
-        dense_tok_s=rate["dense"], glass_tok_s=rate["glass"], ceiling_tok_s=rate["ceiling"],
+        dense_tok_s=rate["dense"], glass_tok_s=rate["glass"], ceiling_tok_s=rate.get("ceiling"),
         speedup=speedup[0], speedup_q1=speedup[1], speedup_q3=speedup[2],
-        ceiling_speedup=float(np.median(seconds["dense"] / seconds["ceiling"])),
+        ceiling_speedup=float(np.median(seconds["dense"] / seconds["ceiling"])) if "ceiling" in seconds else None,
         share_of_ceiling=share[0], share_of_ceiling_q1=share[1], share_of_ceiling_q3=share[2],
-        ideal_speedup=dense_bytes / glass_bytes, ceiling_k=k, ceiling_model=str(static_path),
+        ideal_speedup=dense_bytes / glass_bytes, ceiling_k=k,
+        ceiling_model=str(static_path) if static_path else None,
         glass_dense_layers=glass_dense, finalize_ms=fin,
         prefill_dense_ms=pre_dense, prefill_glass_ms=pre_glass,
         prefill_overhead_pct=100.0 * (pre_glass - pre_dense) / pre_dense,

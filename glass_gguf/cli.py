@@ -449,10 +449,14 @@ def bench(model, density, lam, prior, threads, prompt_tokens, gen_tokens, repeat
     click.echo(f"dense    {result.dense_tok_s:8.1f} tok/s   ({result.prompt_tokens}-token prompt, "
                f"{result.gen_tokens} tokens decoded, {result.rounds} rounds of {result.chunk_tokens})")
     click.echo(f"GLASS    {result.glass_tok_s:8.1f} tok/s   density {result.density:.3f}  lambda {result.lam:.3f}")
-    click.echo(f"ceiling  {result.ceiling_tok_s:8.1f} tok/s   (static model, k = {result.ceiling_k})")
-    click.echo(f"speedup {result.speedup:.3f} (IQR {result.speedup_q1:.3f}-{result.speedup_q3:.3f}), ceiling "
-               f"{result.ceiling_speedup:.3f}: {100 * result.share_of_ceiling:.0f}% of it (bytes model "
-               f"{result.ideal_speedup:.3f})")
+    speedup = f"speedup {result.speedup:.3f} (IQR {result.speedup_q1:.3f}-{result.speedup_q3:.3f})"
+    if result.ceiling_tok_s is None:
+        click.echo("ceiling  none: a per-layer density (glass.layer_scale) has no static model of the same shapes")
+        click.echo(f"{speedup} (bytes model {result.ideal_speedup:.3f})")
+    else:
+        click.echo(f"ceiling  {result.ceiling_tok_s:8.1f} tok/s   (static model, k = {result.ceiling_k})")
+        click.echo(f"{speedup}, ceiling {result.ceiling_speedup:.3f}: {100 * result.share_of_ceiling:.0f}% of it "
+                   f"(bytes model {result.ideal_speedup:.3f})")
     click.echo(f"time to first token dense {result.ttft_dense_ms:.0f} ms, GLASS {result.ttft_glass_ms:.0f} ms")
     click.echo(f"finalize {result.finalize_ms:.1f} ms ({result.finalize_pct_of_prefill:.1f}% of a "
                f"{result.prompt_tokens}-token prefill); collection overhead in prefill "
@@ -511,6 +515,17 @@ def _schedules(ctx, param, value: str) -> list[tuple[int, int]]:
     return out
 
 
+def _layer_split(text: str) -> float:
+    """A strength of method.layer_scale: 0 (uniform) up to 4 (beyond that the factors hit their caps)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingError(f"a layer split strength must be a number, got {text!r}") from None
+    if not 0.0 <= value <= 4.0:
+        raise SettingError(f"a layer split strength must be in [0, 4], got {text}")
+    return value
+
+
 def densities_list(default: str):
     return click.option("--densities", default=default, callback=_list_of(check_density),
                         help="comma-separated densities")
@@ -544,11 +559,14 @@ def _write_json(output, record: dict) -> None:
 @lambdas_list("0.25,0.5,0.75")
 @click.option("--schedules", default="0:0", callback=_schedules,
               help="comma-separated WARMUP:REFRESH pairs for griffin and glass (0:0 = select once, after the prompt)")
+@click.option("--layer-splits", default="0", callback=_list_of(_layer_split),
+              help="comma-separated strengths of the per-layer density split for glass (0 = uniform; "
+                   "docs/refresh.md, \"Per-layer density\")")
 @gen_tokens_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the JSON records here")
 @click.option("--plot", type=click.Path(dir_okay=False), help="PNG of PPL and KL against density")
 def eval_cmd(model, hf, prior_files, threads, as_json, backend, prompts_file, n_prompts, densities, methods,
-             lambdas, schedules, gen_tokens, output, plot):
+             lambdas, schedules, layer_splits, gen_tokens, output, plot):
     """Short-prompt long-generation quality (docs/design.md, quality protocol): PPL and KL(dense || method)."""
     from . import datasets, evaluate
     from .results import eval_protocol
@@ -560,7 +578,7 @@ def eval_cmd(model, hf, prior_files, threads, as_json, backend, prompts_file, n_
     _need_priors(methods, priors)
     prompts = datasets.read_prompts(prompts_file) if prompts_file else datasets.mtbench_prompts("eval")
     out = eval_protocol(runner, Path(model), priors, n_prompts, gen_tokens, densities, lambdas, methods, prompts,
-                        schedules)
+                        schedules, layer_splits=layer_splits)
     records = [evaluate.Record.from_json(r) for r in out["results"]]
     _write_json(output, out)
     if plot:
@@ -591,7 +609,8 @@ def eval_cmd(model, hf, prior_files, threads, as_json, backend, prompts_file, n_
 @density_option(DEFAULT_DENSITY, "glass.density written")
 def sweep(model, hf, prior_files, threads, as_json, n_prompts, densities, lambdas, gen_tokens, output, sidecar,
           density):
-    """Choose lambda and the prior kind by the lowest mean KL on MT-Bench prompts the evaluation never uses."""
+    """Choose the prior kind and lambda, then the warm-up/refresh schedule and the per-layer density split, by the
+    lowest mean KL on MT-Bench prompts the evaluation never uses."""
     from .glass_file import embed_prior, write_sidecar
     from .prior_file import read_prior
     from .glass_file import sidecar_path
@@ -612,14 +631,23 @@ def sweep(model, hf, prior_files, threads, as_json, n_prompts, densities, lambda
                   f"mean KL {c['mean_kl']:.4f}" for c in choice["schedule"]["candidates"]]
         lines.append(f"chosen: warm-up {schedule['warmup']}, refresh {schedule['refresh']} (at most "
                      f"{choice['schedule']['max_dense_share']:.0%} of an answer dense)")
+    split = (choice.get("layer_split") or {}).get("layer_split", 0.0)
+    if "layer_split" in choice:
+        lines += [f"layer split {c['layer_split']:<4g} mean KL {c['mean_kl']:.4f}"
+                  for c in choice["layer_split"]["candidates"]]
+        lines.append(f"chosen: layer split {split:g} ({'uniform density' if not split else 'per-layer density'})")
     if output or sidecar:
         files = {read_prior(f).kind: f for f in prior_files}
         p = read_prior(files.get(kind, model))
         write = write_sidecar if sidecar else embed_prior
+        from .results import swept_layer_scale
+
+        scale = swept_layer_scale(p, density, split)
         out["output"] = str(write(model, p, output, density=density, lam=choice["lambda"],
-                                  warmup=schedule["warmup"], refresh=schedule["refresh"]))
+                                  warmup=schedule["warmup"], refresh=schedule["refresh"], layer_scale=scale))
         lines.append(f"wrote {out['output']}: glass.lambda {choice['lambda']:g}, glass.warmup {schedule['warmup']}, "
-                     f"glass.refresh {schedule['refresh']}, {kind} prior")
+                     f"glass.refresh {schedule['refresh']}, glass.layer_scale "
+                     f"{'(uniform: none)' if scale is None else f'for split {split:g}'}, {kind} prior")
     emit(as_json, out, "\n".join(lines))
 
 
@@ -658,8 +686,8 @@ def tasks(model, hf, prior_files, threads, as_json, task_names, limit, densities
 @gen_tokens_option
 @click.option("--task-limit", type=click.IntRange(1), default=50, help="first N validation items per task")
 @densities_list("0.5,0.6,0.75,0.9")
-@click.option("--stages", default="sweep,eval,tasks,cross", callback=_names,
-              help="stages to run (sweep, eval, tasks, cross); the JSON of the others is kept")
+@click.option("--stages", default="sweep,eval,speed,tasks,cross", callback=_names,
+              help="stages to run (sweep, eval, speed, tasks, cross); the JSON of the others is kept")
 @threads_option("torch / llama.cpp threads")
 @click.option("--force", is_flag=True, help="rerun stages whose JSON exists")
 @click.option("--prior-tokens", type=click.IntRange(64), default=8192, help="self-generated calibration tokens")

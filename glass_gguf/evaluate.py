@@ -56,10 +56,12 @@ class Record:
     backend: str = "torch"
     warmup: int = 0               # the generation schedule (reference.Config)
     refresh: int = 0
+    layer_split: float = 0.0      # per-layer density strength (reference.Config)
 
     @property
     def config(self) -> Config:
-        return Config.of(self.method, self.prior, self.lam, self.density, self.warmup, self.refresh)
+        return Config.of(self.method, self.prior, self.lam, self.density, self.warmup, self.refresh,
+                         self.layer_split)
 
     @property
     def setting(self) -> str:
@@ -94,13 +96,14 @@ class Gain:
     def to_json(self) -> dict:
         r = self.record
         return {"label": r.label, "method": r.method, "prior": r.prior, "lambda": r.lam, "density": r.density,
-                "warmup": r.warmup, "refresh": r.refresh, "ppl_gain_pct": self.ppl_gain_pct,
+                "warmup": r.warmup, "refresh": r.refresh, "layer_split": r.layer_split,
+                "ppl_gain_pct": self.ppl_gain_pct,
                 "kl_gain_pct": self.kl_gain_pct, "gap_closed_pct": self.gap_closed_pct}
 
 
-def configs_for(methods, densities, lambdas, prior_kinds, schedules=((0, 0),)) -> list[Config]:
+def configs_for(methods, densities, lambdas, prior_kinds, schedules=((0, 0),), layer_splits=(0.0,)) -> list[Config]:
     """The settings of one run: dense once, then every method at every density (static and glass per prior kind,
-    glass at every lambda, griffin and glass under every (warm-up, refresh) schedule)."""
+    glass at every lambda and per-layer density split, griffin and glass under every (warm-up, refresh) schedule)."""
     configs: list[Config] = []
     for name in methods:
         if name not in reference.METHODS:
@@ -116,8 +119,8 @@ def configs_for(methods, densities, lambdas, prior_kinds, schedules=((0, 0),)) -
             elif name == "static":
                 configs += [Config("static", d, prior=p) for p in prior_kinds]
             elif name == "glass":
-                configs += [Config("glass", d, lam, p, w, r) for p in prior_kinds for lam in lambdas
-                            for w, r in schedules]
+                configs += [Config("glass", d, lam, p, w, r, layer_split=s) for p in prior_kinds for lam in lambdas
+                            for w, r in schedules for s in layer_splits]
     return configs
 
 
@@ -267,7 +270,7 @@ class LlamaBackend:
                 self._load_priors(priors.get(kind) if kind else None)
                 decode = self._decode_scheduled if c.scheduled else self._decode_oracle if c.method == "oracle" \
                     else self._decode_fixed
-                decode(c, prompt_ids, cont[:-1])
+                decode(c, prompt_ids, cont[:-1], c.layer_scale(priors))
                 logp = self._logp(P, N - 1)
                 if keep_masks:
                     out.masks[c] = self.glass.selected()
@@ -276,31 +279,36 @@ class LlamaBackend:
             out.kl[c] = float((p_dense * (logp_dense - logp)).sum())
         return out
 
-    def _decode_fixed(self, c: Config, prompt_ids, inputs) -> None:
+    def _enable(self, c: Config, lam: float, mode: str, scale) -> None:
+        """GLASS on for setting c, with its per-layer density (none: uniform, whatever the model file says)."""
+        self.glass.enable(density=c.density, lam=lam, mode=mode)
+        self.glass.set_layer_scale(scale)
+
+    def _decode_fixed(self, c: Config, prompt_ids, inputs, scale=None) -> None:
         """Manual mode: the prompt collects, one selection, the answer decodes sparse."""
         self.llm.reset()
-        self.glass.enable(density=c.density, lam=c.weight, mode="manual")
+        self._enable(c, c.weight, "manual", scale)
         self.llm.eval(prompt_ids)
         self.glass.finalize()
         self.llm.eval(inputs)
 
-    def _decode_scheduled(self, c: Config, prompt_ids, inputs) -> None:
+    def _decode_scheduled(self, c: Config, prompt_ids, inputs, scale=None) -> None:
         """Auto mode under the runtime's own schedule, fed in runs of one kind (the runtime would split any other
         batching into single tokens where the kind changes, with the same result)."""
         from . import method
 
         self.llm.reset()
-        self.glass.enable(density=c.density, lam=c.weight, mode="auto")
+        self._enable(c, c.weight, "auto", scale)
         self.glass.set_schedule(c.warmup, c.refresh, c.min_change)
         self.glass.set_prompt_end(len(prompt_ids))
         self.llm.eval(prompt_ids)
         for start, end, _ in method.schedule_segments(len(inputs), c.warmup, c.refresh):
             self.llm.eval(inputs[start:end])
 
-    def _decode_oracle(self, c: Config, prompt_ids, inputs) -> None:
+    def _decode_oracle(self, c: Config, prompt_ids, inputs, scale=None) -> None:
         """Manual mode: the answer is read densely and collected alone, then read again under that selection."""
         self.llm.reset()
-        self.glass.enable(density=c.density, lam=0.0, mode="manual")
+        self._enable(c, 0.0, "manual", scale)
         self.llm.eval(prompt_ids)
         self.glass.lib.llama_glass_reset(self.glass.ctx)   # the prompt's statistic out; its KV cache stays
         self.llm.eval(inputs)
@@ -369,7 +377,7 @@ def summarize(scores: list[PromptScores], configs: list[Config], backend: str = 
             records.append(Record(method=c.method, prior=c.prior, lam=c.weight, density=c.density,
                                   ppl=math.exp(nll / tokens), kl=kl / tokens, n_prompts=len(group), n_tokens=tokens,
                                   split=split, median_prompt_tokens=median, backend=backend,
-                                  warmup=c.warmup, refresh=c.refresh))
+                                  warmup=c.warmup, refresh=c.refresh, layer_split=c.layer_split))
     return records
 
 
@@ -419,6 +427,18 @@ def choose_schedule(records: list[Record], gen_tokens: int, max_dense_share: flo
     allowed = [t for t in table if t["dense_share"] <= max_dense_share or (t["warmup"], t["refresh"]) == (0, 0)]
     best = min(allowed, key=lambda t: t["mean_kl"])
     return {**best, "max_dense_share": max_dense_share, "candidates": table}
+
+
+def choose_layer_split(records: list[Record]) -> dict:
+    """The sweep's choice of the per-layer density split (method.layer_scale's strength, 0 = uniform) for the
+    chosen GLASS setting and schedule: the lowest KL averaged over the swept densities. Every split keeps the
+    same total number of neurons, so they cost the same bytes per token."""
+    by_split: dict[float, list[float]] = {}
+    for r in records:
+        if r.split == "all" and r.method == "glass":
+            by_split.setdefault(r.layer_split, []).append(r.kl)
+    table = [{"layer_split": s, "mean_kl": float(np.mean(v))} for s, v in sorted(by_split.items())]
+    return {**min(table, key=lambda t: t["mean_kl"]), "candidates": table}
 
 
 def choose_lambda(records: list[Record]) -> dict:

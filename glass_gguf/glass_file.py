@@ -26,7 +26,7 @@ from .gguf_reader import open_gguf
 from .gguf_writer import align, encode_tensor_info, layout, write_data, write_header
 from .paths import check_outputs
 from .prior_file import Prior, glass_kvs, prior_tensors, write_prior
-from .settings import check_density, check_lambda
+from .settings import check_density, check_lambda, check_layer_scale
 from .validate import checked_records, validate_prior
 
 
@@ -40,6 +40,7 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
 def embed_prior(
     model_path: str | os.PathLike, prior: Prior, out_path: str | os.PathLike, *, density: float, lam: float,
     form: str = schema.FORM_TENSORS, warmup: int | None = None, refresh: int | None = None,
+    layer_scale: list[float] | None = None,
 ) -> Path:
     """A GLASS model: every key and tensor of the model byte for byte, then the glass.* keys and the prior, as
     tensors (form "tensors", the default) or as one array key per layer (form "metadata", portable).
@@ -49,7 +50,8 @@ def embed_prior(
     model_path, out_path = Path(model_path), Path(out_path)
     check_outputs([out_path], [model_path])
     reader = _checked_model(model_path, prior)
-    prior = replace(prior, density=check_density(density), lam=check_lambda(lam), warmup=warmup, refresh=refresh)
+    prior = replace(prior, density=check_density(density), lam=check_lambda(lam), warmup=warmup, refresh=refresh,
+                    layer_scale=check_layer_scale(layer_scale, prior.n_layer))
     tensors = prior_tensors(prior, with_sums=False) if form == schema.FORM_TENSORS else []
     _rewrite(reader, out_path, glass_kvs(prior, with_shard=False, form=form), tensors)
     return out_path
@@ -57,14 +59,14 @@ def embed_prior(
 
 def write_sidecar(
     model_path: str | os.PathLike, prior: Prior, out_path: str | os.PathLike | None, *, density: float, lam: float,
-    warmup: int | None = None, refresh: int | None = None,
+    warmup: int | None = None, refresh: int | None = None, layer_scale: list[float] | None = None,
 ) -> Path:
     """A sidecar for an untouched model (default name: sidecar_path), checked against the model."""
     out_path = Path(out_path or sidecar_path(model_path))
     check_outputs([out_path], [model_path])
     _checked_model(Path(model_path), prior)
     prior = replace(prior, density=check_density(density), lam=check_lambda(lam), warmup=warmup, refresh=refresh,
-                    shard=None)
+                    layer_scale=check_layer_scale(layer_scale, prior.n_layer), shard=None)
     return write_prior(out_path, prior, with_sums=False)
 
 

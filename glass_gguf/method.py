@@ -83,6 +83,44 @@ def neurons_to_keep(n_ff: int, density: float) -> int:
     return int(min(n_ff, max(K_MULTIPLE, k)))
 
 
+def layer_density(density: float, scale: float | None) -> float:
+    """The density of one layer under per-layer factors: min(1, density * scale), the product in float32 as the
+    runtime computes it (glass.layer_scale, llama_glass_set_layer_scale). No factor: the density itself."""
+    if scale is None:
+        return density
+    return min(1.0, float(np.float32(density) * np.float32(scale)))
+
+
+def missing_prior_mass(prior: np.ndarray, density: float) -> float:
+    """The share of a layer's prior mass outside its k highest-scoring neurons: how much a layer loses at this
+    density when its scores are flat, and how little when a few neurons carry them."""
+    p = np.sort(np.asarray(prior, dtype=np.float64))[::-1]
+    total = p.sum()
+    return float(1.0 - p[: neurons_to_keep(len(p), density)].sum() / total) if total > 0 else 0.0
+
+
+def layer_scale(priors: list[np.ndarray | None], density: float, strength: float) -> list[float]:
+    """Per-layer density factors from the prior's concentration: a layer's density grows with its missing prior
+    mass to the power `strength` (0: uniform), then all factors are scaled so that the layers keep as many
+    neurons in total as the uniform density (a factor is capped where a layer would go past density 1). A layer
+    without a prior gets the mean. Rounded to 4 decimals (stored as f32 in glass.layer_scale)."""
+    n_ff = np.array([len(p) if p is not None else 0 for p in priors], dtype=np.float64)
+    if strength == 0 or not n_ff.any():
+        return [1.0] * len(priors)
+    missing = np.array([missing_prior_mass(p, density) if p is not None else np.nan for p in priors])
+    known = ~np.isnan(missing)
+    mean = np.average(missing[known], weights=n_ff[known])
+    missing[~known] = mean
+    raw = (np.maximum(missing, 1e-6) / max(mean, 1e-6)) ** strength
+    target = density * n_ff[known].sum()
+    lo, hi = 0.0, 1.0 / density / raw.min()     # c: sum n_ff * min(1, density * c * raw) = target
+    for _ in range(60):
+        c = (lo + hi) / 2
+        kept = (n_ff[known] * np.minimum(1.0, density * c * raw[known])).sum()
+        lo, hi = (c, hi) if kept < target else (lo, c)
+    return [float(min(16.0, max(1e-4, round(x, 4)))) for x in (lo + hi) / 2 * raw]
+
+
 def select(s_loc: np.ndarray | None, s_glob: np.ndarray | None, lam: float, k: int) -> np.ndarray:
     """The GLASS neuron set of one layer. lam=0 is GRIFFIN, lam=1 is static pruning by the prior.
 
@@ -105,8 +143,9 @@ def select_layers(
     priors: list[np.ndarray | None],
     lam: float,
     density: float,
+    scale: list[float] | None = None,
 ) -> list[np.ndarray | None]:
-    """Neuron sets for every layer from the statistics the runtime collects.
+    """Neuron sets for every layer from the statistics the runtime collects (scale: per-layer density factors).
 
     sum_squares[i] is sum_t (h_t/||h_t||)^2 of layer i and rows[i] how many tokens it saw. A layer that saw fewer
     rows than the fullest layer (the last one, whose FFN runs only on the rows that need logits) selects from its
@@ -114,8 +153,9 @@ def select_layers(
     """
     full = max(rows) if rows else 0
     chosen: list[np.ndarray | None] = []
-    for ss, n, prior in zip(sum_squares, rows, priors):
-        k = neurons_to_keep(len(ss), density)
+    scale = scale or [None] * len(sum_squares)
+    for ss, n, prior, s in zip(sum_squares, rows, priors, scale):
+        k = neurons_to_keep(len(ss), layer_density(density, s))
         usable_local = n > 0 and n == full
         if not usable_local and prior is None:
             chosen.append(None)

@@ -39,6 +39,7 @@ class Prior:
     lam: float | None = None
     warmup: int | None = None       # the generation schedule stored with them (glass-gguf sweep)
     refresh: int | None = None
+    layer_scale: list[float] | None = None  # per-layer density factors (glass-gguf sweep; None: uniform)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -74,6 +75,8 @@ def glass_kvs(prior: Prior, with_shard: bool, form: str = schema.FORM_TENSORS) -
     for key, value in ((schema.KEY_WARMUP, prior.warmup), (schema.KEY_REFRESH, prior.refresh)):
         if value is not None:
             kvs.append(kv(key, GGUFValueType.UINT32, int(value)))
+    if prior.layer_scale is not None:
+        kvs.append(kv_array(schema.KEY_LAYER_SCALE, GGUFValueType.FLOAT32, np.asarray(prior.layer_scale, np.float32)))
     if with_shard and prior.shard is not None:
         kvs.append(kv(schema.KEY_PRIOR_SHARD, GGUFValueType.STRING, prior.shard))
     if form == schema.FORM_METADATA:
@@ -132,6 +135,7 @@ def prior_from_records(records: GlassRecords) -> Prior:
         lam=keys.get(schema.KEY_LAMBDA),
         warmup=keys.get(schema.KEY_WARMUP),
         refresh=keys.get(schema.KEY_REFRESH),
+        layer_scale=keys.get(schema.KEY_LAYER_SCALE),
     )
 
 

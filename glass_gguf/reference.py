@@ -43,6 +43,7 @@ class Config:
     warmup: int = 0
     refresh: int = 0
     min_change: float = 0.05
+    layer_split: float = 0.0   # per-layer density from the prior's concentration (method.layer_scale); 0 uniform
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -58,6 +59,14 @@ class Config:
             raise SettingError(f"warm-up and refresh apply to griffin and glass, not {self.method}")
         if self.warmup < 0 or self.refresh < 0 or self.refresh == 1:
             raise SettingError(f"warm-up must be >= 0 and refresh 0 (off) or >= 2, got {self.warmup} and {self.refresh}")
+        if self.layer_split and self.method != "glass":
+            raise SettingError(f"a per-layer density split needs the prior: glass only, not {self.method}")
+
+    def layer_scale(self, priors: dict[str, list[np.ndarray]] | None) -> list[float] | None:
+        """The per-layer density factors of this setting (None: every layer at the density)."""
+        if not self.layer_split:
+            return None
+        return method.layer_scale(list(priors[self.prior]), self.density, self.layer_split)
 
     @property
     def scheduled(self) -> bool:
@@ -73,6 +82,7 @@ class Config:
         """The setting without its density, e.g. "glass-A lambda=0.5": one line of a plot, one row of a table."""
         tag = PRIOR_TAGS.get(self.prior, "")
         schedule = (f" W={self.warmup}" if self.warmup else "") + (f" R={self.refresh}" if self.refresh else "")
+        schedule += f" split={self.layer_split:g}" if self.layer_split else ""
         if self.method == "static":
             return f"static-{tag}"
         if self.method == "glass":
@@ -86,9 +96,10 @@ class Config:
 
     @classmethod
     def of(cls, method: str, prior: str | None, weight: float | None, density: float, warmup: int = 0,
-           refresh: int = 0) -> "Config":
+           refresh: int = 0, layer_split: float = 0.0) -> "Config":
         """The setting behind a result's fields (weight is the lambda handed to select_layers)."""
-        return cls(method, density, weight if method == "glass" else None, prior, warmup, refresh)
+        return cls(method, density, weight if method == "glass" else None, prior, warmup, refresh,
+                   layer_split=layer_split)
 
 
 def select_masks(
@@ -116,7 +127,8 @@ def select_masks(
         if not priors or config.prior not in priors:
             raise SettingError(f"{config.label} needs the {config.prior} prior")
         layer_priors = list(priors[config.prior])
-    return method.select_layers(sum_squares, rows, layer_priors, config.weight, config.density)
+    return method.select_layers(sum_squares, rows, layer_priors, config.weight, config.density,
+                                config.layer_scale(priors))
 
 
 class Sparsifier:
@@ -266,6 +278,8 @@ def decode_scheduled(model, sparsifier: Sparsifier, prompt_ids: list[int], input
     sums = [s.copy() for s in sparsifier.sum_squares]
     rows = list(sparsifier.rows)
     masks, logps = None, []
+    scale = config.layer_scale(priors) or [None] * len(sums)
+    keep = [method.neurons_to_keep(len(s), method.layer_density(config.density, f)) for s, f in zip(sums, scale)]
     with torch.inference_mode():
         for start, end, collected in method.schedule_segments(len(inputs), config.warmup, config.refresh):
             chunk = torch.tensor([inputs[start:end]])
@@ -278,8 +292,7 @@ def decode_scheduled(model, sparsifier: Sparsifier, prompt_ids: list[int], input
             else:
                 new = select_masks(config, sums, rows, priors)
                 masks = new if masks is None else [
-                    method.refreshed(old, fresh, method.neurons_to_keep(len(s), config.density), config.min_change)
-                    for old, fresh, s in zip(masks, new, sums)]
+                    method.refreshed(old, fresh, k, config.min_change) for old, fresh, k in zip(masks, new, keep)]
                 sparsifier.sparse([masks], start=0)
                 logits = model(chunk, cache=cache, use_cache=True).logits
             sparsifier.off()

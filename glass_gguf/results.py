@@ -31,8 +31,10 @@ LAMBDAS = (0.25, 0.5, 0.75)
 # (warm-up, refresh) candidates of the sweep; at 256 generated tokens each decodes at most ~10% of them dense
 SCHEDULES = ((0, 0), (16, 0), (24, 0), (8, 16), (16, 32), (0, 12))
 MAX_DENSE_SHARE = 0.1
+# strengths of the per-layer density split the sweep tries beside uniform (method.layer_scale)
+LAYER_SPLITS = (0.5, 1.0, 2.0)
 KINDS = ("activation", "impact")
-STAGES = ("sweep", "eval", "tasks", "cross")
+STAGES = ("sweep", "eval", "speed", "tasks", "cross")
 
 
 # -- the files a measurement needs ----------------------------------------------------------------------------------
@@ -94,21 +96,33 @@ def prior_files_for(model_path: Path, hf_dir: Path, kinds=KINDS, threads: int | 
 
 
 def write_swept_model(model_path: Path, prior_files, kind: str, lam: float, density: float = DEFAULT_DENSITY,
-                      warmup: int = 0, refresh: int = 0) -> Path:
-    """The GLASS GGUF of a packaged model with the swept prior kind, glass.lambda and schedule (convert's
-    embed_prior), under the cache's glass/ folder; rewritten only when the stored choice differs."""
+                      warmup: int = 0, refresh: int = 0, layer_split: float = 0.0) -> Path:
+    """The GLASS GGUF of a packaged model with the swept prior kind, glass.lambda, schedule and per-layer density
+    (convert's embed_prior), under the cache's glass/ folder; rewritten only when the stored choice differs."""
     from .glass_file import embed_prior
     from .prior_file import read_prior
 
     out = cache_dir() / "glass" / Path(model_path).name.replace(".gguf", ".glass.gguf")
+    prior = next(read_prior(f) for f in prior_files if read_prior(f).kind == kind)
+    scale = swept_layer_scale(prior, density, layer_split)
     if out.exists():
         stored = read_prior(out)
         if stored.kind == kind and stored.lam is not None and abs(stored.lam - lam) < 1e-6 and \
-                (stored.warmup or 0, stored.refresh or 0) == (warmup, refresh):
+                (stored.warmup or 0, stored.refresh or 0) == (warmup, refresh) and stored.layer_scale == scale:
             return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    prior = next(read_prior(f) for f in prior_files if read_prior(f).kind == kind)
-    return embed_prior(model_path, prior, out, density=density, lam=lam, warmup=warmup, refresh=refresh)
+    return embed_prior(model_path, prior, out, density=density, lam=lam, warmup=warmup, refresh=refresh,
+                       layer_scale=scale)
+
+
+def swept_layer_scale(prior, density: float, layer_split: float) -> list[float] | None:
+    """glass.layer_scale for a swept split: the factors at the file's density (None: uniform). Other densities
+    reuse them (the runtime multiplies the density by each factor)."""
+    if not layer_split:
+        return None
+    from . import method
+
+    return [float(x) for x in np.float32(method.layer_scale(prior.scores, density, layer_split))]
 
 
 def continuation_cache(model_path: Path, backend: str) -> Path:
@@ -125,9 +139,10 @@ def spread(items: list, n: int | None) -> list:
 # -- one model ------------------------------------------------------------------------------------------------------
 
 def sweep(backend, model_path: Path, priors, n: int, gen_tokens: int, densities=SWEEP_DENSITIES, lambdas=LAMBDAS,
-          prompts: list[str] | None = None, schedules=SCHEDULES, max_dense_share: float = MAX_DENSE_SHARE) -> dict:
-    """Choose (prior kind, lambda), then the (warm-up, refresh) schedule for them, by the lowest mean KL on
-    prompts disjoint from the evaluation prompts."""
+          prompts: list[str] | None = None, schedules=SCHEDULES, max_dense_share: float = MAX_DENSE_SHARE,
+          layer_splits=LAYER_SPLITS) -> dict:
+    """Choose (prior kind, lambda), then the (warm-up, refresh) schedule for them, then the per-layer density
+    split under that schedule, by the lowest mean KL on prompts disjoint from the evaluation prompts."""
     prompts = spread(prompts or datasets.mtbench_prompts("sweep"), n)
     pairs = evaluate.dense_continuations(backend, prompts, gen_tokens, continuation_cache(model_path, backend.name))
     configs = evaluate.configs_for(["griffin", "static", "glass"], densities, lambdas, sorted(priors))
@@ -140,6 +155,14 @@ def sweep(backend, model_path: Path, priors, n: int, gen_tokens: int, densities=
         plain = [r for r in records if r.method == "glass" and r.prior == kind and r.lam == lam]
         choice["schedule"] = evaluate.choose_schedule(plain + more, gen_tokens, max_dense_share)
         records += more
+    if kind is not None and lam not in (0.0, 1.0) and layer_splits:
+        w, r = (choice.get("schedule") or {}).get("warmup", 0), (choice.get("schedule") or {}).get("refresh", 0)
+        split = [Config("glass", d, lam, kind, w, r, layer_split=s) for d in densities for s in layer_splits]
+        more = evaluate.summarize(evaluate.run(backend, pairs, split, priors), split, backend.name)
+        uniform = [x for x in records if x.method == "glass" and x.prior == kind and x.lam == lam and
+                   (x.warmup, x.refresh) == (w, r)]
+        choice["layer_split"] = evaluate.choose_layer_split(uniform + more)
+        records += more
     return {"model": Path(model_path).name, "backend": backend.name, "prompts": "mt-bench sweep split",
             "n_prompts": len(pairs), "gen_tokens": gen_tokens, "choice": choice,
             "results": [r.to_json() for r in records]}
@@ -147,12 +170,13 @@ def sweep(backend, model_path: Path, priors, n: int, gen_tokens: int, densities=
 
 def eval_protocol(backend, model_path: Path, priors, n: int | None, gen_tokens: int, densities=DENSITIES,
                   lambdas=LAMBDAS, methods=("dense", "griffin", "static", "glass", "random"),
-                  prompts: list[str] | None = None, schedules=((0, 0),), extra: list[Config] = ()) -> dict:
+                  prompts: list[str] | None = None, schedules=((0, 0),), extra: list[Config] = (),
+                  layer_splits=(0.0,)) -> dict:
     """The quality protocol on `n` prompts (MT-Bench eval split by default): the eval JSON. extra: settings
     scored besides those of methods x densities x lambdas x schedules (the sweep's chosen schedule)."""
     prompts = spread(prompts or datasets.mtbench_prompts("eval"), n)
     pairs = evaluate.dense_continuations(backend, prompts, gen_tokens, continuation_cache(model_path, backend.name))
-    configs = evaluate.configs_for(list(methods), densities, lambdas, sorted(priors), schedules)
+    configs = evaluate.configs_for(list(methods), densities, lambdas, sorted(priors), schedules, layer_splits)
     configs += [c for c in extra if c not in configs]
     t0 = time.time()
     records = evaluate.summarize(evaluate.run(backend, pairs, configs, priors), configs, backend.name)
@@ -187,21 +211,46 @@ def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens
     chosen = stage("sweep", lambda: sweep(backend, model_path, priors, n_sweep, gen_tokens))
     schedule = (chosen or {}).get("choice", {}).get("schedule") or {"warmup": 0, "refresh": 0}
     w, r = schedule["warmup"], schedule["refresh"]
+    split = ((chosen or {}).get("choice", {}).get("layer_split") or {}).get("layer_split", 0.0)
     extra = []
-    if chosen and (w, r) != (0, 0) and chosen["choice"]["prior"]:
+    if chosen and chosen["choice"]["prior"]:    # the sweep's choices, each alone and together, at every density
+        kind, lam = chosen["choice"]["prior"], chosen["choice"]["lambda"]
         for d in densities:
-            extra += [Config("griffin", d, warmup=w, refresh=r),
-                      Config("glass", d, chosen["choice"]["lambda"], chosen["choice"]["prior"], w, r)]
+            if (w, r) != (0, 0):
+                extra += [Config("griffin", d, warmup=w, refresh=r), Config("glass", d, lam, kind, w, r)]
+            if split:
+                extra.append(Config("glass", d, lam, kind, layer_split=split))
+                if (w, r) != (0, 0):
+                    extra.append(Config("glass", d, lam, kind, w, r, layer_split=split))
     methods = ("dense", "griffin", "static", "glass", "random", "oracle")
     stage("eval", lambda: eval_protocol(backend, model_path, priors, n_eval, gen_tokens, densities, methods=methods,
                                         extra=extra))
     if chosen:
         kind, lam = chosen["choice"]["prior"] or "activation", chosen["choice"]["lambda"]
         glass_gguf = write_swept_model(model_path, files, kind, lam, warmup=schedule["warmup"],
-                                       refresh=schedule["refresh"])
+                                       refresh=schedule["refresh"], layer_split=split)
         print(f"{name}: sweep chose the {kind} prior, lambda {lam:g}; wrote {glass_gguf}", file=sys.stderr)
     else:
         kind, lam = "activation", DEFAULT_LAMBDA_WITH_PRIOR
+
+    def run_speed():
+        from . import method
+        from .answer_speed import AnswerSetting, answer_speed
+
+        prior = next(read_prior(f) for f in files if read_prior(f).kind == kind)
+        rows = []
+        for d in densities:
+            settings = {"glass": AnswerSetting()}
+            if (w, r) != (0, 0) or split:
+                scale = method.layer_scale(prior.scores, d, split) if split else None
+                settings["swept"] = AnswerSetting(w, r, scale)
+            rows.append(answer_speed(glass_gguf, d, lam, settings, threads or 2, n_gen=gen_tokens))
+            print(f"{name}: answer speed at density {d:g} measured", file=sys.stderr)
+        return {"model": model_path.name, "gen_tokens": gen_tokens, "results": rows,
+                "swept": {"warmup": w, "refresh": r, "layer_split": split, "prior": kind, "lambda": lam}}
+
+    if chosen:
+        stage("speed", run_speed)
 
     def run_tasks():
         configs = [Config("dense")]
@@ -295,6 +344,69 @@ def _summary(records: list[Record], choice: dict | None) -> list[str]:
     return [" ".join(out)]
 
 
+def _sweep_choices(choice: dict) -> list[str]:
+    """The schedule and layer-split candidates of a sweep and what it chose, as markdown."""
+    out = []
+    if "schedule" in choice:
+        s = choice["schedule"]
+        out += [f"Schedules for that setting (at most {s['max_dense_share']:.0%} of an answer decoded dense):", "",
+                "| warm-up W | refresh R | share decoded dense | mean KL |", "|---:|---:|---:|---:|"]
+        out += [f"| {c['warmup']} | {c['refresh']} | {c['dense_share']:.3f} | {c['mean_kl']:.4f} |"
+                for c in s["candidates"]]
+        out += ["", f"Chosen: **W = {s['warmup']}, R = {s['refresh']}** (`glass.warmup`, `glass.refresh`).", ""]
+    if "layer_split" in choice:
+        s = choice["layer_split"]
+        out += ["Per-layer density under that schedule (strength of the split by prior concentration, 0 = uniform; "
+                "every split keeps the same number of neurons):", "", "| split | mean KL |", "|---:|---:|"]
+        out += [f"| {c['layer_split']:g} | {c['mean_kl']:.4f} |" for c in s["candidates"]]
+        what = "uniform density, no `glass.layer_scale`" if not s["layer_split"] else "written as `glass.layer_scale`"
+        out += ["", f"Chosen: **split {s['layer_split']:g}** ({what}).", ""]
+    return out
+
+
+def _speed_table(speed: dict, records: list[Record]) -> list[str]:
+    """Answer speed beside KL per density: plain GLASS and the sweep's schedule/split, against GRIFFIN and the
+    oracle, and the issue's goal at density 0.5 (KL at most halfway from GRIFFIN to the oracle, at >= 90% of plain
+    GLASS's speed-up)."""
+    sw = speed["swept"]
+    plain = Config("glass", 0.5, sw["lambda"], sw["prior"])
+    gains = {g.record.config: g for g in evaluate.improvements(records)}
+    kl = {r.config: r.kl for r in records if r.split == "all"}
+    label = Config("glass", 0.5, sw["lambda"], sw["prior"], sw["warmup"], sw["refresh"],
+                   layer_split=sw["layer_split"]).name
+    out = [f"Whole {speed['gen_tokens']}-token answers after a 256-token prompt, greedy, one context per setting on "
+           f"the GLASS GGUF (`glass_gguf.answer_speed`, {speed['results'][0]['threads']} threads, medians of "
+           f"{speed['results'][0]['repeats']}): the warm-up's and refreshes' dense tokens and recompaction are in "
+           f"the time. Swept setting: {label}.", "",
+           "| density | dense tok/s | GLASS tok/s | swept tok/s | swept / GLASS speed-up | KL GRIFFIN | KL oracle | "
+           "KL GLASS (gap closed) | KL swept (gap closed) |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    goal = None
+    for row in speed["results"]:
+        d = row["density"]
+        base = Config("glass", d, plain.lam, plain.prior)
+        swept = Config("glass", d, plain.lam, plain.prior, sw["warmup"], sw["refresh"], layer_split=sw["layer_split"])
+        s_row = row.get("swept", row["glass"])
+        g_kl, o_kl = kl.get(Config("griffin", d)), kl.get(Config("oracle", d))
+        cells = []
+        for c in (base, swept):
+            gap = gains[c].gap_closed_pct if c in gains else None
+            cells.append(f"{kl[c]:.4f} ({gap:.0f}%)" if c in kl and gap is not None else
+                         f"{kl[c]:.4f}" if c in kl else "-")
+        kept = (s_row["speedup"] - 1) / (row["glass"]["speedup"] - 1) if row["glass"]["speedup"] > 1 else float("nan")
+        out.append(f"| {d:g} | {row['dense']['answer_tok_s']:.1f} | {row['glass']['answer_tok_s']:.1f} "
+                   f"({row['glass']['speedup']:.2f}x) | {s_row['answer_tok_s']:.1f} ({s_row['speedup']:.2f}x) | "
+                   f"{100 * kept:.0f}% | {g_kl if g_kl is None else f'{g_kl:.4f}'} | "
+                   f"{o_kl if o_kl is None else f'{o_kl:.4f}'} | {cells[0]} | {cells[1]} |")
+        if d == 0.5 and g_kl is not None and o_kl is not None and swept in kl:
+            goal = (kl[swept] <= (g_kl + o_kl) / 2, kept >= 0.9, kl[swept], (g_kl + o_kl) / 2, kept)
+    out.append("")
+    if goal:
+        out += [f"Goal at density 0.5: KL {goal[2]:.4f} against the halfway mark {goal[3]:.4f} "
+                f"({'met' if goal[0] else 'not met'}); {100 * goal[4]:.0f}% of plain GLASS's speed-up gain kept "
+                f"({'met' if goal[1] else 'not met'}, 90% asked).", ""]
+    return out
+
+
 def _load(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -337,6 +449,7 @@ def render(out_dir: Path, md_path: Path) -> Path:
                       "`glass.lambda` of the model's GLASS GGUF (`glass-gguf results` writes it under the cache's "
                       "`glass/` folder; `glass-gguf sweep MODEL --prior ... -o GLASS.gguf` does the same for any "
                       "model).", ""]
+            lines += _sweep_choices(choice)
         if ev:
             png = out_dir / f"{name}-eval.png"
             records = [Record.from_json(r) for r in ev["results"]]
@@ -348,6 +461,9 @@ def render(out_dir: Path, md_path: Path) -> Path:
             lines += _summary(records, choice) + [""]
             lines += _eval_table(records) + [""]
             lines += ["GLASS against GRIFFIN, all prompts:", ""] + _gain_table(records, choice) + [""]
+            speed = _load(out_dir / f"{name}-speed.json")
+            if speed:
+                lines += ["#### Speed beside quality", ""] + _speed_table(speed, records)
             median = records[0].median_prompt_tokens
             for split, what in (("short", f"prompts of at most {median:.0f} tokens"),
                                 ("long", f"prompts longer than {median:.0f} tokens")):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-EXPECTED_API_VERSION = 3
+EXPECTED_API_VERSION = 4
 
 FIX_HINT = (
     "install glass-gguf's patched build: `python3 tools/build_llama_cpp_python.py` from the glass-gguf "
@@ -98,6 +98,8 @@ _SIGNATURES = {
     "llama_glass_get_abs_sums": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_double), ctypes.c_int64,
                                   ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     "llama_glass_set_schedule": ([_c_ctx, ctypes.c_int32, ctypes.c_int32, ctypes.c_float], ctypes.c_int32),
+    "llama_glass_set_layer_scale": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.c_int32], ctypes.c_int32),
+    "llama_glass_get_layer_scale": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.c_int32], ctypes.c_int32),
     "llama_glass_get_schedule": ([_c_ctx, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int32),
                                   ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int32),
                                   ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double)], ctypes.c_int32),
@@ -290,6 +292,20 @@ class GlassSession:
         a layer is compacted again only when more than `min_change` of its kept neurons change (docs/runtime.md,
         "Warm-up and refresh")."""
         self._call("llama_glass_set_schedule", int(warmup), int(refresh), float(min_change))
+
+    def set_layer_scale(self, scale=None) -> None:
+        """Per-layer density: layer i keeps the neurons of min(1, density * scale[i]) (method.layer_density); None
+        or [] for the same density in every layer. An enabled session starts a new statistic."""
+        import numpy as np
+
+        arr = np.ascontiguousarray([] if scale is None else scale, dtype=np.float32)
+        self._call("llama_glass_set_layer_scale", arr.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), arr.shape[0])
+
+    def layer_scale(self) -> list[float]:
+        """The per-layer density factors in use ([]: uniform); the model's glass.layer_scale by default."""
+        buf = (ctypes.c_float * self.n_layer)()
+        n = self._call("llama_glass_get_layer_scale", buf, self.n_layer)
+        return [float(x) for x in buf[:n]]
 
     def schedule(self) -> dict:
         """The schedule and what it did for the current answer: selections made (steps), layers compacted again

@@ -17,6 +17,8 @@ KEY_DENSITY = "glass.density"                     # f32 default density
 KEY_LAMBDA = "glass.lambda"                       # f32 default weight of the global rank
 KEY_WARMUP = "glass.warmup"                       # u32 generated tokens decoded dense and collected first
 KEY_REFRESH = "glass.refresh"                     # u32 period of the dense, collected refresh tokens (0: none)
+KEY_LAYER_SCALE = "glass.layer_scale"             # f32 array, one per layer: per-layer density factors
+MAX_LAYER_SCALE = 16.0                            # factors are in (0, MAX_LAYER_SCALE], as the runtime checks
 
 PRIOR_KINDS = ("activation", "impact")
 
@@ -66,4 +68,4 @@ GLASS_TENSOR_RE = re.compile(r"blk\.(0|[1-9][0-9]*)\.ffn_glass_prior(_sum)?")
 
 # Every glass.* key of schema version 1 besides the per-layer PRIOR_KEYs
 KEYS = (KEY_VERSION, KEY_PRIOR_KIND, KEY_PRIOR_SOURCE, KEY_PRIOR_TOKENS, KEY_MODEL_FINGERPRINT, KEY_DENSITY,
-        KEY_LAMBDA, KEY_WARMUP, KEY_REFRESH, KEY_PRIOR_SHARD, KEY_PRIOR_FORM)
+        KEY_LAMBDA, KEY_WARMUP, KEY_REFRESH, KEY_LAYER_SCALE, KEY_PRIOR_SHARD, KEY_PRIOR_FORM)

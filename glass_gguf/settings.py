@@ -88,3 +88,18 @@ def physical_cores(cpuinfo: str | None = None) -> int:
         elif key.strip() == "core id":
             cores.add((physical, value.strip()))
     return max(1, min(len(cores), allowed) if cores else allowed)
+
+
+def check_layer_scale(scale, n_layer: int) -> list[float] | None:
+    """Per-layer density factors (glass.layer_scale) as the runtime accepts them: one per layer, each a float32 in
+    (0, 16]; None stays None (every layer at the density)."""
+    if scale is None:
+        return None
+    values = np.asarray(scale, dtype=np.float32)
+    if values.shape != (n_layer,):
+        raise SettingError(f"per-layer density factors: got {values.size}, the model has {n_layer} layers")
+    bad = ~(np.isfinite(values) & (values > 0) & (values <= 16.0))
+    if bad.any():
+        raise SettingError(f"per-layer density factor of layer {int(np.argmax(bad))} is {values[bad][0]:g}, "
+                           "expected a number in (0, 16]")
+    return [float(x) for x in values]

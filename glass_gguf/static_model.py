@@ -6,7 +6,7 @@ one, so stock llama.cpp decoding it is the speed GLASS can at best reach: bench 
 - gate and up: the first k rows, whole quant blocks, copied as bytes;
 - down: the first k columns. When its compacted type (the runtime's answer, `down_types_from_runtime`) is its own
   type and k is a multiple of the block size, a row's first k / block blocks are a byte slice; otherwise (a K-quant
-  becoming Q5_0 or Q8_0) the columns are dequantized and quantized again with gguf-py's gguf.quants;
+  becoming Q5_0, Q5_1 or Q8_0) the columns are dequantized and quantized again with gguf-py's gguf.quants;
 - `{arch}.feed_forward_length` becomes k. llama.cpp builds every layer of llama, qwen2, gemma3 ... with one n_ff,
   so k is the same in every layer (a layer GLASS keeps dense is compacted here too);
 - every other key and tensor is copied byte for byte; GLASS's own keys and prior tensors are left out.
@@ -66,7 +66,7 @@ def down_types_from_runtime(model_path: str | os.PathLike, glass, k: int) -> lis
         gate, up, down = (layers[il][p] for p in ("gate", "up", "down"))
         n_embd = int(down.shape[1])
         down_bytes = compacted - k * (row_bytes(gate.tensor_type, n_embd) + row_bytes(up.tensor_type, n_embd))
-        candidates = [down.tensor_type, GGMLQuantizationType.Q5_0, GGMLQuantizationType.Q8_0]
+        candidates = [down.tensor_type, GGMLQuantizationType.Q5_0, GGMLQuantizationType.Q5_1, GGMLQuantizationType.Q8_0]
         match = [t for t in candidates if k % GGML_QUANT_SIZES[t][0] == 0 and n_embd * row_bytes(t, k) == down_bytes]
         if not match:
             raise GlassFormatError(f"layer {il}: the runtime reports {down_bytes} bytes of compacted down projection "

@@ -84,6 +84,10 @@ def glass_records(reader: GGUFReader, name: str) -> GlassRecords:
             raise InvalidGlassFile(name, sum_tensor, "prior sums in a model",
                                    "sums in prior files only (llama.cpp refuses a model with tensors it does not know)")
         scores, sums = _layer_tensors(glass_tensors, name)
+    scale = keys.get(schema.KEY_LAYER_SCALE)
+    if scale is not None and len(scale) != len(scores):
+        raise InvalidGlassFile(name, schema.KEY_LAYER_SCALE, f"{len(scale)} factors",
+                               f"one for each of the prior's {len(scores)} layers")
     records = GlassRecords(keys, form, scores, sums, has_model)
     for i, s in enumerate(scores):
         records.warnings += check_scores(s, name, _layer_item(form, i))
@@ -198,6 +202,14 @@ def _key_value(reader: GGUFReader, key: str, f, name: str):
         if v < 0:
             raise InvalidGlassFile(name, key, str(v), "a token count >= 0")
         return v
+    if key == schema.KEY_LAYER_SCALE:
+        if f.types != [GGUFValueType.ARRAY, GGUFValueType.FLOAT32] or not f.data:
+            raise InvalidGlassFile(name, key, _found(f), "an array of f32, one per layer")
+        v = np.concatenate([f.parts[j] for j in f.data]).astype(np.float32)
+        if not np.all(np.isfinite(v) & (v > 0) & (v <= schema.MAX_LAYER_SCALE)):
+            raise InvalidGlassFile(name, key, f"{v[~(np.isfinite(v) & (v > 0) & (v <= schema.MAX_LAYER_SCALE))][0]:g}",
+                                   f"factors in (0, {schema.MAX_LAYER_SCALE:g}]")
+        return [float(x) for x in v]
     if key in (schema.KEY_WARMUP, schema.KEY_REFRESH):
         v = _scalar(f, key, name, (GGUFValueType.UINT32,), "u32")
         if v > 1 << 20 or (key == schema.KEY_REFRESH and v == 1):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from glass_gguf import datasets, evaluate, tasks
+from glass_gguf import datasets, evaluate, method, tasks
 from glass_gguf.cli import main
 from glass_gguf.errors import GlassFormatError
 from glass_gguf.reference import Config
@@ -121,6 +121,15 @@ def test_sweep_command_writes_the_chosen_lambda_into_the_gguf(smollm2_path, smol
     assert (written.warmup, written.refresh) == (schedule["warmup"], schedule["refresh"])
     if "schedule" in choice:
         assert schedule["dense_share"] <= 0.1 or (schedule["warmup"], schedule["refresh"]) == (0, 0)
+    # and the per-layer density split: glass.layer_scale holds its factors at the written density (none: uniform)
+    split = choice.get("layer_split", {"layer_split": 0.0})
+    if "layer_split" in choice:
+        assert {c["layer_split"] for c in split["candidates"]} == {0.0, 0.5, 1.0, 2.0}
+        assert split["mean_kl"] == min(c["mean_kl"] for c in split["candidates"])
+    if split["layer_split"]:
+        assert written.layer_scale == pytest.approx(method.layer_scale(written.scores, 0.6, split["layer_split"]))
+    else:
+        assert written.layer_scale is None
 
 
 def test_eval_command_refuses_glass_without_a_prior(smollm2_path, smollm2_hf_dir):
@@ -222,10 +231,11 @@ def test_a_warm_up_as_long_as_the_answer_is_dense_and_the_oracle_beats_griffin(b
 
 
 def test_cross_backend_agrees_on_the_schedule_and_the_oracle(smollm2_path, backend, pairs, priors):
-    """The runtime's own schedule (auto mode, masks changing mid-answer) against the torch reference's, and the
-    oracle read back from the runtime: the last selections agree and so does the KL they cause."""
+    """The runtime's own schedule (auto mode, masks changing mid-answer) against the torch reference's, the oracle
+    read back from the runtime, and a per-layer density split: the last selections agree and so does the KL."""
     llama = evaluate.LlamaBackend(smollm2_path, n_ctx=512, threads=1, tokenizer=backend.tokenizer)
-    configs = [Config("dense"), Config("oracle", 0.5), Config("glass", 0.5, 0.5, "activation", warmup=4, refresh=6)]
+    configs = [Config("dense"), Config("oracle", 0.5), Config("glass", 0.5, 0.5, "activation", warmup=4, refresh=6),
+               Config("glass", 0.5, 0.5, "activation", layer_split=2.0)]
     out = evaluate.cross_backend(backend, llama, pairs, configs, priors)
     for s in out["settings"]:
         assert s["jaccard_mean"] >= 0.9, s

@@ -59,6 +59,7 @@ def test_converted_file_keeps_every_model_record_and_appends_the_prior(model, tm
     glass = embed_prior(model, prior, tmp_path / "glass.gguf", density=0.4, lam=0.25)
     back = read_prior(glass)
     assert back.density == pytest.approx(0.4) and back.lam == pytest.approx(0.25)
+    assert back.layer_scale is None             # uniform density unless a split is given
     assert back.sums is None                    # the sums stay in the prior file
     for a, b in zip(prior.scores, back.scores):
         np.testing.assert_array_equal(a, b)
@@ -85,6 +86,12 @@ def test_sidecar_holds_only_the_prior_and_its_defaults(model, tmp_path):
     np.testing.assert_array_equal(back.scores[2], prior.scores[2])
 
 
+def test_a_per_layer_density_split_is_stored_as_float32_factors(model, tmp_path):
+    prior = random_prior(gguf_model_info(model))
+    glass = embed_prior(model, prior, tmp_path / "glass.gguf", density=0.5, lam=0.5, layer_scale=[1.2, 1.0, 0.8])
+    assert read_prior(glass).layer_scale == [float(np.float32(x)) for x in (1.2, 1.0, 0.8)]
+
+
 def test_refuses_a_prior_of_another_model_and_bad_settings(model, tmp_path):
     other = gguf_model_info(tiny_gguf(tmp_path / "other.gguf", n_layer=3, n_ff=96, seed=7))
     out = tmp_path / "out.gguf"
@@ -96,6 +103,10 @@ def test_refuses_a_prior_of_another_model_and_bad_settings(model, tmp_path):
         embed_prior(model, random_prior(gguf_model_info(model)), out, density=1.5, lam=0.5)
     with pytest.raises(ValueError, match=r"lambda must be in \[0, 1\], got -0.1"):
         embed_prior(model, random_prior(gguf_model_info(model)), out, density=0.5, lam=-0.1)
+    with pytest.raises(ValueError, match="per-layer density factors: got 2, the model has 3 layers"):
+        embed_prior(model, random_prior(gguf_model_info(model)), out, density=0.5, lam=0.5, layer_scale=[1.0, 1.0])
+    with pytest.raises(ValueError, match=r"factor of layer 1 is 20, expected a number in \(0, 16\]"):
+        embed_prior(model, random_prior(gguf_model_info(model)), out, density=0.5, lam=0.5, layer_scale=[1, 20, 1])
     assert not out.exists()
 
 

@@ -139,3 +139,44 @@ def test_a_refresh_keeps_the_old_set_unless_enough_neurons_change():
     assert method.refreshed(old, two_new, 64, 0.05) is old          # 2 of 64 changed: 3.1% <= 5%
     assert method.refreshed(old, two_new, 64, 0.03) is two_new      # 3.1% > 3%
     assert method.refreshed(None, two_new, 64, 0.05) is two_new     # a layer that ran dense takes the new set
+
+
+# -- per-layer density ------------------------------------------------------------------------------------------------
+
+def _priors(rng, n_layer=6, n_ff=256):
+    """Priors from flat (layer 0) to concentrated (last layer): a few neurons carry more of the mass each layer."""
+    return [rng.random(n_ff) ** (1 + 3 * i) for i in range(n_layer)]
+
+
+def test_layer_density_is_the_float32_product_capped_at_one():
+    assert method.layer_density(0.5, None) == 0.5
+    assert method.layer_density(0.5, 1.25) == 0.625
+    assert method.layer_density(0.6, 1.1) == float(np.float32(0.6) * np.float32(1.1))   # not 0.66 (float64)
+    assert method.layer_density(0.75, 2.0) == 1.0
+
+
+def test_the_split_gives_flat_layers_more_neurons_and_keeps_the_total():
+    priors = _priors(np.random.default_rng(0))
+    for strength in (0.5, 1.0, 2.0):
+        scale = method.layer_scale(priors, 0.5, strength)
+        assert scale == sorted(scale, reverse=True), "the flattest layer (0) gets the largest factor"
+        kept = sum(method.neurons_to_keep(256, method.layer_density(0.5, s)) for s in scale)
+        assert abs(kept - 6 * 128) <= 6 * 32 // 2, "rounding each layer to 32 neurons is the only difference"
+    assert method.layer_scale(priors, 0.5, 0.0) == [1.0] * 6
+
+
+def test_the_split_caps_a_layer_at_density_one_and_gives_the_rest_to_the_others():
+    priors = _priors(np.random.default_rng(1))
+    scale = method.layer_scale(priors, 0.9, 4.0)
+    densities = [method.layer_density(0.9, s) for s in scale]
+    assert densities[0] == 1.0
+    assert np.mean(densities) == pytest.approx(0.9, abs=1e-3)
+
+
+def test_select_layers_keeps_each_layers_own_k():
+    rng = np.random.default_rng(2)
+    priors = _priors(rng, n_layer=3)
+    sums = [rng.random(256) for _ in range(3)]
+    chosen = method.select_layers(sums, [10, 10, 10], priors, 0.5, 0.5, scale=[1.5, 1.0, 0.5])
+    assert [len(c) for c in chosen] == [192, 128, 64]
+    assert np.array_equal(chosen[1], method.select_layers(sums, [10] * 3, priors, 0.5, 0.5)[1])

@@ -87,6 +87,52 @@ def test_cpp_selection_equals_method_py(glass_model, lam, density):
     assert all(len(c) == k for c in chosen)
 
 
+@pytest.mark.parametrize("lam", [0.25, 0.6])
+def test_cpp_per_layer_density_equals_method_py(glass_model, lam):
+    """The same per-layer k and the same neurons as method.select_layers under a split that moves every layer."""
+    prior = seeded_prior(glass_model, decimals=1)
+    scale = method.layer_scale(prior.scores, 0.6, 2.0)
+    llm = make_llm(glass_model)
+    glass = GlassSession(llm)
+    glass.enable(density=0.6, lam=lam, mode="manual")
+    glass.set_layer_scale(scale)
+    assert glass.layer_scale() == [float(np.float32(x)) for x in scale]
+    llm.eval(llm.tokenize(CHAT_PROMPT.encode(), special=True))
+    glass.finalize()
+
+    sums, rows = glass.stats()
+    priors = [np.asarray(p, dtype=np.float64) for p in prior.scores]
+    expected = method.select_layers(sums, rows, priors, lam, 0.6, scale)
+    chosen = glass.selected()
+    for layer, (got, want) in enumerate(zip(chosen, expected)):
+        np.testing.assert_array_equal(got, want, err_msg=f"layer {layer}")
+    ks = [len(c) for c in chosen]
+    assert len(set(ks)) > 3, "the split gives layers different widths"
+    assert abs(sum(ks) - 30 * method.neurons_to_keep(1536, 0.6)) <= 30 * 16, "and keeps the total"
+    glass.set_layer_scale(None)                  # back to uniform: a new statistic, every layer at k
+    llm.eval(llm.tokenize(CHAT_PROMPT.encode(), special=True))
+    glass.finalize()
+    assert {len(c) for c in glass.selected()} == {method.neurons_to_keep(1536, 0.6)}
+
+
+def test_a_glass_gguf_carries_its_layer_split(smollm2_path, tmp_path):
+    prior = seeded_prior(smollm2_path, decimals=1)
+    scale = method.layer_scale(prior.scores, 0.5, 1.0)
+    path = embed_prior(smollm2_path, prior, tmp_path / "split.gguf", density=0.5, lam=0.5, layer_scale=scale)
+    llm = make_llm(path)
+    glass = GlassSession(llm)
+    assert glass.layer_scale() == [float(np.float32(x)) for x in scale]
+    out = llm.create_completion(CHAT_PROMPT, max_tokens=24, temperature=0.0)   # past the swap at 16 tokens
+    assert out["usage"]["completion_tokens"] > 0 and glass.state == "sparse"
+    assert [len(c) for c in glass.selected()] == [
+        method.neurons_to_keep(1536, method.layer_density(0.5, s)) for s in scale]
+    with pytest.raises(GlassError, match=r"layer scale: 2 values for 30 layers"):
+        glass.set_layer_scale([1.0, 1.0])
+    with pytest.raises(GlassError, match=r"layer scale: layer 1 has 0.000000, expected a factor in \(0, 16\]"):
+        glass.set_layer_scale([1.0, 0.0] + [1.0] * 28)
+    assert glass.layer_scale() == [float(np.float32(x)) for x in scale], "a refused call changes nothing"
+
+
 def test_selection_ties_go_to_the_smaller_neuron_index(smollm2_path):
     """A flat prior ties every neuron: static selection (lambda 1) must keep the first k, as method.py does."""
     llm = make_llm(smollm2_path)
@@ -189,21 +235,25 @@ def glass_model_q4_k(smollm2_path, tmp_path_factory):
                        density=0.5, lam=0.5)
 
 
-def test_k_quant_down_projections_compact_to_q5_0_close_to_the_pruned_model(glass_model_q4_k, tmp_path):
-    """Q4_K down columns regrouped into Q5_0 blocks (5.5 bits, not Q8_0's 8.5): the second rounding stays small next
-    to what pruning costs, measured against the exactly pruned model; and the bytes a token reads shrink."""
+def test_k_quant_down_projections_compact_to_5_and_6_bits_close_to_the_pruned_model(glass_model_q4_k, tmp_path):
+    """Q4_K down columns regrouped into Q5_0 blocks (5.5 bits) and Q6_K ones into Q5_1 (6 bits), not Q8_0's 8.5: the
+    second rounding stays small next to what pruning costs, measured against the exactly pruned model; and the
+    bytes a token reads shrink."""
     import gguf
 
+    Q = gguf.GGMLQuantizationType
     tensors = {t.name: t for t in gguf.GGUFReader(str(glass_model_q4_k)).tensors}
     down_types = [tensors[f"blk.{i}.ffn_down.weight"].tensor_type for i in range(30)]
-    assert gguf.GGMLQuantizationType.Q4_K in down_types
+    assert Q.Q4_K in down_types and Q.Q6_K in down_types
     glass, tokens, sparse = sparse_logits_at_density_half(glass_model_q4_k)
 
-    layer = down_types.index(gguf.GGMLQuantizationType.Q4_K)
-    gate_up = sum(int(tensors[f"blk.{layer}.ffn_{w}.weight"].n_bytes) for w in ("gate", "up"))
     k, n_ff, n_embd = 768, 1536, 576
-    q5_0_down = n_embd * (k // 32) * 22  # Q5_0: 22 bytes per 32 weights (Q8_0 would take 34)
-    assert glass.layer_bytes(layer)[1] == gate_up * k // n_ff + q5_0_down
+    bytes_per_32 = {Q.Q4_K: 22, Q.Q6_K: 24}  # Q5_0: 22 bytes per 32 weights, Q5_1: 24 (Q8_0 would take 34)
+    for source, per_32 in bytes_per_32.items():
+        layer = next(i for i, t in enumerate(down_types)
+                     if t == source and glass.layer_bytes(i)[0] != glass.layer_bytes(i)[1])  # a compacted layer
+        gate_up = sum(int(tensors[f"blk.{layer}.ffn_{w}.weight"].n_bytes) for w in ("gate", "up"))
+        assert glass.layer_bytes(layer)[1] == gate_up * k // n_ff + n_embd * (k // 32) * per_32, source.name
 
     pruned_path = tmp_path / "pruned.gguf"
     zero_pruned_neurons(glass_model_q4_k, pruned_path, glass.selected())

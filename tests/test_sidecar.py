@@ -74,6 +74,14 @@ def test_a_sidecar_for_another_model_is_refused(smollm2_path, tmp_path, monkeypa
     assert not any(glass.layer_info(il)[1] & LAYER_HAS_PRIOR for il in range(glass.n_layer))
 
 
+def test_a_sidecar_with_a_layer_split_for_another_layer_count_is_refused(smollm2_path, tmp_path, monkeypatch):
+    prior = replace(seeded_prior(smollm2_path), layer_scale=[1.0] * 5)
+    sidecar = write_sidecar_unchecked(tmp_path / "split.gguf", prior)
+    monkeypatch.setenv("GLASS_GGUF_PRIOR", str(sidecar))
+    glass = GlassSession(load(smollm2_path))
+    assert glass.state == "off", "glass.layer_scale: 5 values for 30 layers"
+
+
 def write_sidecar_unchecked(path, prior):
     from glass_gguf.prior_file import write_prior
 

@@ -66,6 +66,10 @@ BAD_KEYS = [  # (key, (type, value), expected message after "glass.gguf: ")
     ("glass.lamda", (F32, 0.5), "'glass.lamda': found an unknown GLASS key"),
     ("glass.refresh", (U32, 1), r"glass.refresh: found 1, expected a token count up to 1048576 \(refresh: 0 or"),
     ("glass.warmup", (F32, 16.0), "glass.warmup: found f32 16.0, expected u32"),
+    ("glass.layer_scale", (ARR, [1.0, 2.0], F32), "glass.layer_scale: found 2 factors, expected one for each of the "
+                                                  "prior's 3 layers"),
+    ("glass.layer_scale", (ARR, [1.0, 0.0, 1.0], F32), r"glass.layer_scale: found 0, expected factors in \(0, 16\]"),
+    ("glass.layer_scale", (F32, 1.0), "glass.layer_scale: found f32 1.0, expected an array of f32, one per layer"),
 ]
 
 
