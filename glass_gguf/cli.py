@@ -715,7 +715,8 @@ def results(models, output, n_prompts, n_sweep_prompts, gen_tokens, task_limit, 
 @main.command()
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="glass-demo",
               help="folder of the artifacts (reused by the next run)")
-@density_option(0.75, "density of the side-by-side run")
+@density_option(None, "density of the side-by-side run [default: the lowest of --densities whose GLASS answer "
+                      "repeats itself no more than the dense one]")
 @lambda_option(DEFAULT_LAMBDA_WITH_PRIOR)
 @densities_list("0.5,0.6,0.75,0.9")
 @click.option("--prior-tokens", type=click.IntRange(16), default=4096, help="self-generated calibration tokens")
@@ -732,12 +733,21 @@ def demo(output, density, lam, densities, prior_tokens, gen_tokens, repeats, war
     settings = DemoSettings(Path(output), density, lam, tuple(densities), prior_tokens, gen_tokens=gen_tokens,
                             repeats=repeats, threads=threads, progress=True, warmup=warmup)
     r = run_demo(settings)
+    repeats = ", ".join(f"{d}: {share:.0%}" for d, share in r["repeated_by_density"].items())
+    if not r["density_chosen"]:
+        why = "given with --density"
+    elif r["coherent"]:
+        why = (f"the lowest density whose answer repeats itself at most {r['coherence_margin']:.0%} more than the "
+               "dense one: the largest speed-up that keeps the answer coherent")
+    else:
+        why = "no density kept the answer as coherent as the dense one: the highest was taken"
     emit(as_json, r, "\n".join([
         f"\nprompt: {r['prompt']}\n",
         f"--- dense ({r['dense_tok_s']:.1f} tok/s) ---\n{r['dense_text']}\n",
-        f"--- GLASS density {density} lambda {lam}, first {r['warmup']} tokens dense and collected "
+        f"--- GLASS density {r['density']} lambda {lam}, first {r['warmup']} tokens dense and collected "
         f"({r['glass_tok_s']:.1f} tok/s) ---\n{r['glass_text']}\n",
-        f"repeated 8-grams: dense {r['dense_repeated']:.0%}, GLASS {r['glass_repeated']:.0%} (a loop scores near 100%)",
+        f"density {r['density']}: {why}",
+        f"repeated 8-grams: dense {r['dense_repeated']:.0%}; GLASS by density {repeats} (a loop scores near 100%)",
         f"speed-up {r['speedup']:.2f}x (ceiling {r['ceiling_speedup']:.2f}x), time to first token "
         f"{r['ttft_dense_ms']:.0f} -> {r['ttft_glass_ms']:.0f} ms",
         f"KL(dense || GLASS) {r['kl_glass']:.4f} (without the warm-up {r['kl_glass_no_warmup']:.4f})   "

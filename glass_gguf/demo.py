@@ -20,12 +20,14 @@ from .atomic import write_text
 from .settings import DEFAULT_LAMBDA_WITH_PRIOR, physical_cores
 
 DEMO_PROMPT = "Explain to a curious ten-year-old why the sky is blue and why sunsets are red."
+# a GLASS answer is as coherent as the dense one when its share of repeated 8-grams is at most this much higher
+COHERENCE_MARGIN = 0.05
 
 
 @dataclass
 class DemoSettings:
     out_dir: Path
-    density: float = 0.75             # the headline density of the side-by-side comparison
+    density: float | None = None      # the side-by-side density; None: the lowest coherent one (choose_density)
     lam: float = DEFAULT_LAMBDA_WITH_PRIOR
     densities: tuple[float, ...] = (0.5, 0.6, 0.75, 0.9)
     prior_tokens: int = 4096          # self-generated calibration; a few minutes on 2 cores
@@ -63,23 +65,37 @@ def build_artifacts(s: DemoSettings) -> Path:
         glass_path.unlink()       # built with another warm-up: embed again (seconds)
     if not glass_path.exists():
         log(f"embedding the prior: {glass_path.name}", s)
-        embed_prior(model, read_prior(prior_path), glass_path, density=s.density, lam=s.lam, warmup=s.warmup)
+        embed_prior(model, read_prior(prior_path), glass_path, density=s.density or max(s.densities), lam=s.lam,
+                    warmup=s.warmup)
     return glass_path
 
 
-def side_by_side(backend, prompt_ids: list[int], dense_ids: list[int], s: DemoSettings) -> dict:
-    """GLASS answers the prompt dense already answered; the KL of GLASS and of GRIFFIN on the dense continuation."""
+def glass_answer(backend, prompt_ids: list[int], density: float, s: DemoSettings) -> list[int]:
+    """The greedy GLASS answer at `density`, decoded by the runtime in auto mode (warm-up from the GGUF)."""
     glass = backend.glass
     backend.llm.reset()
-    glass.enable(s.density, s.lam, "auto")
-    glass_ids = []
+    glass.enable(density, s.lam, "auto")
+    ids = []
     for tok in backend.llm.generate(prompt_ids, temp=0.0, top_k=1, reset=True):
-        glass_ids.append(int(tok))
-        if tok == backend.llm.token_eos() or len(glass_ids) >= s.gen_tokens:
+        ids.append(int(tok))
+        if tok == backend.llm.token_eos() or len(ids) >= s.gen_tokens:
             break
     glass.disable()
+    return ids
 
-    quality = kl_by_method(backend, prompt_ids, dense_ids, s.density, s.lam, s.warmup)
+
+def choose_density(answers: dict[float, list[int]], dense_ids: list[int]) -> tuple[float, bool]:
+    """(the lowest density whose answer repeats itself no more than the dense answer, plus COHERENCE_MARGIN; True)
+    -- lower density is faster -- or (the highest density, False) when none is coherent."""
+    limit = repeated_share(dense_ids) + COHERENCE_MARGIN
+    coherent = [d for d, ids in answers.items() if repeated_share(ids) <= limit]
+    return (min(coherent), True) if coherent else (max(answers), False)
+
+
+def side_by_side(backend, prompt_ids: list[int], dense_ids: list[int], glass_ids: list[int], density: float,
+                 s: DemoSettings) -> dict:
+    """Both answers; the KL of GLASS and of GRIFFIN on the dense continuation at that density."""
+    quality = kl_by_method(backend, prompt_ids, dense_ids, density, s.lam, s.warmup)
     return {
         "prompt": DEMO_PROMPT,
         "dense_text": backend.llm.detokenize(dense_ids).decode(errors="replace"),
@@ -147,13 +163,18 @@ def run_demo(s: DemoSettings) -> dict:
     from .plots import plot_demo
 
     glass_path = build_artifacts(s)
-    log("dense and GLASS on the same prompt", s)
+    log("dense and GLASS on the same prompt, GLASS at every density", s)
     backend = LlamaBackend(glass_path, n_ctx=1024, threads=s.threads)
     prompt_ids = backend.prompt_ids(DEMO_PROMPT)
     dense_ids = backend.generate(prompt_ids, s.gen_tokens)
-    result = side_by_side(backend, prompt_ids, dense_ids, s)
-    result.update(model=str(glass_path), density=s.density, lam=s.lam, warmup=s.warmup,
-                  **speed(glass_path, s.density, s))
+    answers = {d: glass_answer(backend, prompt_ids, d, s) for d in sorted({*s.densities, s.density} - {None})}
+    density, coherent = (s.density, None) if s.density is not None else choose_density(
+        {d: answers[d] for d in s.densities}, dense_ids)
+    result = side_by_side(backend, prompt_ids, dense_ids, answers[density], density, s)
+    result.update(model=str(glass_path), density=density, lam=s.lam, warmup=s.warmup,
+                  density_chosen=s.density is None, coherent=coherent, coherence_margin=COHERENCE_MARGIN,
+                  repeated_by_density={str(d): repeated_share(ids) for d, ids in answers.items()},
+                  **speed(glass_path, density, s))
     log("speed and quality against density", s)
     result["sweep"] = sweep(glass_path, backend, prompt_ids, dense_ids, s)
     result["plot"] = str(plot_demo(result["sweep"], s.out_dir / "demo.png"))

@@ -24,6 +24,11 @@ def test_demo_runs_the_whole_pipeline_and_reuses_artifacts(tmp_path, smollm2_hf_
     assert result["warmup"] == 16 and 0.0 <= result["glass_repeated"] <= 1.0
     assert result["speedup"] > 0 and result["kl_glass"] >= 0 and result["kl_griffin"] >= 0
     assert [row["density"] for row in result["sweep"]] == [0.5, 0.9]
+    # the side-by-side density is the lowest whose answer loops no more than dense (plus the margin), else 0.9
+    limit = result["dense_repeated"] + result["coherence_margin"]
+    coherent = [float(d) for d, share in result["repeated_by_density"].items() if share <= limit]
+    assert result["density_chosen"] and result["density"] == (min(coherent) if coherent else 0.9)
+    assert result["glass_repeated"] == result["repeated_by_density"][str(result["density"])]
     assert (out / "prior-activation.gguf").exists()
     assert (out / "SmolLM2-135M-Instruct.Q4_1.glass.gguf").exists()
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -235,12 +235,14 @@ def glass_model_q4_k(smollm2_path, tmp_path_factory):
                        density=0.5, lam=0.5)
 
 
-def test_k_quant_down_projections_compact_to_5_and_6_bits_close_to_the_pruned_model(glass_model_q4_k, tmp_path):
-    """Q4_K down columns regrouped into Q5_0 blocks (5.5 bits) and Q6_K ones into Q5_1 (6 bits), not Q8_0's 8.5: the
-    second rounding stays small next to what pruning costs, measured against the exactly pruned model; and the
-    bytes a token reads shrink."""
+@pytest.mark.parametrize("q5_1", ["0", "1"])
+def test_k_quant_down_projections_compact_close_to_the_pruned_model(glass_model_q4_k, tmp_path, monkeypatch, q5_1):
+    """Q4_K down columns regrouped into Q5_0 blocks (5.5 bits, not Q8_0's 8.5) and Q6_K ones into Q8_0, or into Q5_1
+    (6 bits) with GLASS_GGUF_DOWN_Q5_1=1: the second rounding stays small next to what pruning costs, measured
+    against the exactly pruned model; and the bytes a token reads are those of the compacted types."""
     import gguf
 
+    monkeypatch.setenv("GLASS_GGUF_DOWN_Q5_1", q5_1)
     Q = gguf.GGMLQuantizationType
     tensors = {t.name: t for t in gguf.GGUFReader(str(glass_model_q4_k)).tensors}
     down_types = [tensors[f"blk.{i}.ffn_down.weight"].tensor_type for i in range(30)]
@@ -248,7 +250,7 @@ def test_k_quant_down_projections_compact_to_5_and_6_bits_close_to_the_pruned_mo
     glass, tokens, sparse = sparse_logits_at_density_half(glass_model_q4_k)
 
     k, n_ff, n_embd = 768, 1536, 576
-    bytes_per_32 = {Q.Q4_K: 22, Q.Q6_K: 24}  # Q5_0: 22 bytes per 32 weights, Q5_1: 24 (Q8_0 would take 34)
+    bytes_per_32 = {Q.Q4_K: 22, Q.Q6_K: 24 if q5_1 == "1" else 34}  # Q5_0 22 bytes per 32 weights, Q5_1 24, Q8_0 34
     for source, per_32 in bytes_per_32.items():
         layer = next(i for i, t in enumerate(down_types)
                      if t == source and glass.layer_bytes(i)[0] != glass.layer_bytes(i)[1])  # a compacted layer
