@@ -206,10 +206,13 @@ def test_server_answers_each_request_as_a_fresh_server_would(glass_model, tmp_pa
     assert "glass: decoding sparse" in log
 
 
-def decode_one_by_one(llm, prompt, n):
-    """Greedy tokens after prompt, one single-token batch each; (tokens, logits per step, GLASS state per step)."""
+def decode_one_by_one(llm, prompt, n, declare_prompt_end=False):
+    """Greedy tokens after prompt, one single-token batch each; (tokens, logits per step, GLASS state per step).
+    declare_prompt_end: tell GLASS where the prompt ends first, as llama-cpp-python's generate does."""
     glass = GlassSession(llm)
     llm.reset()
+    if declare_prompt_end:
+        glass.set_prompt_end(len(prompt))
     llm.eval(prompt)
     tokens, logits, states = [], [llm.scores[len(prompt) - 1].copy()], []
     for _ in range(n):

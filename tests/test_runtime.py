@@ -403,6 +403,32 @@ def test_bench_reports_dense_and_glass_in_one_run(smollm2_path):
     assert result["ceiling_tok_s"] > 0 and result["share_of_ceiling"] > 0
 
 
+def test_bench_has_no_ceiling_for_a_per_layer_split(smollm2_path, tmp_path):
+    """llama.cpp builds these models with one FFN width: no stock model has a split's shapes, so bench says so."""
+    import json
+
+    prior = seeded_prior(smollm2_path, decimals=1)
+    split = embed_prior(smollm2_path, prior, tmp_path / "split.gguf", density=0.5, lam=0.5,
+                        layer_scale=method.layer_scale(prior.scores, 0.5, 2.0))
+    run = run_cli("bench", split, "--repeats", "1", "--prompt-tokens", "32", "--gen-tokens", "48", "--json")
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout)
+    assert result["ceiling_tok_s"] is None and result["share_of_ceiling"] is None and result["speedup"] > 0
+
+
+def test_answer_speed_times_whole_answers_under_each_schedule(glass_model):
+    """The warm-up's dense tokens are part of an answer's time: each setting gets its own context and the same
+    prompt, and the report says how much of the answer each schedule collects."""
+    from glass_gguf.answer_speed import AnswerSetting, answer_speed
+
+    settings = {"glass": AnswerSetting(), "warm": AnswerSetting(warmup=8, refresh=8)}
+    out = answer_speed(glass_model, 0.5, 0.5, settings, threads=2, n_prompt=32, n_gen=32, repeats=1)
+    assert out["dense"]["speedup"] == 1.0 and out["gen_tokens"] == 32 and out["prompt_tokens"] == 32
+    assert out["glass"]["collected_share"] == 0.0
+    assert out["warm"]["collected_share"] == pytest.approx((8 + 3) / 32)   # positions 0-7, then 15, 23, 31
+    assert all(out[name]["answer_tok_s"] > 0 for name in ("dense", "glass", "warm"))
+
+
 def test_generate_prints_text_and_refuses_bad_density(smollm2_path):
     run = run_cli("generate", smollm2_path, "What is the capital of France?", "--density", "0.75",
                   "--gen-tokens", "8")

@@ -12,28 +12,13 @@ from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
 from glass_gguf.glass_file import embed_prior
 from glass_gguf.runtime import GlassError, GlassSession
-from test_lifecycle import glass_model, make_llm  # noqa: F401  (the same prior-embedded SmolLM2, the same contexts)
 from glass_gguf.server import chat as server_chat
 from glass_gguf.server import llama_cpp_server
+from test_lifecycle import decode_one_by_one, glass_model, make_llm  # noqa: F401  (the same model, contexts, decoding)
 
 pytestmark = pytest.mark.slow
 
 PROMPT = b"Write three sentences about the history of the printing press."
-
-
-def greedy_one_by_one(llm, prompt, n):
-    """n greedy tokens after a declared prompt, one single-token batch each: (tokens, logits, state per step)."""
-    glass = GlassSession(llm)
-    llm.reset()
-    glass.set_prompt_end(len(prompt))
-    llm.eval(prompt)
-    tokens, logits, states = [], [llm.scores[len(prompt) - 1].copy()], []
-    for _ in range(n):
-        tokens.append(int(np.argmax(logits[-1])))
-        llm.eval([tokens[-1]])
-        logits.append(llm.scores[llm.n_tokens - 1].copy())
-        states.append(glass.state)
-    return tokens, logits, states
 
 
 def test_warm_up_tokens_decode_dense_then_select_as_if_they_were_prompt(glass_model, monkeypatch):
@@ -42,9 +27,9 @@ def test_warm_up_tokens_decode_dense_then_select_as_if_they_were_prompt(glass_mo
     prompt = llm.tokenize(PROMPT)
     dense = make_llm(glass_model, logits_all=True)
     GlassSession(dense).disable()
-    want_tokens, want_logits, _ = greedy_one_by_one(dense, prompt, 6)
+    want_tokens, want_logits, _ = decode_one_by_one(dense, prompt, 6, declare_prompt_end=True)
 
-    tokens, logits, states = greedy_one_by_one(llm, prompt, 10)
+    tokens, logits, states = decode_one_by_one(llm, prompt, 10, declare_prompt_end=True)
     assert states == ["collect"] * 6 + ["sparse"] * 4
     assert tokens[:6] == want_tokens
     for step in range(7):   # the prompt's last position and the six warm-up tokens: dense, bit for bit
@@ -69,7 +54,7 @@ def test_a_batch_across_refresh_points_gives_the_logits_of_single_tokens(glass_m
     glass = GlassSession(llm)
     glass.set_schedule(warmup=3, refresh=4, min_change=0.0)
     prompt = llm.tokenize(PROMPT)
-    tokens, want, _ = greedy_one_by_one(llm, prompt, 24)
+    tokens, want, _ = decode_one_by_one(llm, prompt, 24, declare_prompt_end=True)
     steps_one_by_one = glass.schedule()["steps"]
 
     llm.reset()
