@@ -516,13 +516,13 @@ def _schedules(ctx, param, value: str) -> list[tuple[int, int]]:
 
 
 def _layer_split(text: str) -> float:
-    """A strength of method.layer_scale: 0 (uniform) up to 4 (beyond that the factors hit their caps)."""
+    """A strength of method.layer_scale in [-4, 4] (0: uniform; beyond 4 the factors hit their caps)."""
     try:
         value = float(text)
     except ValueError:
         raise SettingError(f"a layer split strength must be a number, got {text!r}") from None
-    if not 0.0 <= value <= 4.0:
-        raise SettingError(f"a layer split strength must be in [0, 4], got {text}")
+    if not -4.0 <= value <= 4.0:
+        raise SettingError(f"a layer split strength must be in [-4, 4], got {text}")
     return value
 
 

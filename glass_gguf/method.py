@@ -101,9 +101,10 @@ def missing_prior_mass(prior: np.ndarray, density: float) -> float:
 
 def layer_scale(priors: list[np.ndarray | None], density: float, strength: float) -> list[float]:
     """Per-layer density factors from the prior's concentration: a layer's density grows with its missing prior
-    mass to the power `strength` (0: uniform), then all factors are scaled so that the layers keep as many
-    neurons in total as the uniform density (a factor is capped where a layer would go past density 1). A layer
-    without a prior gets the mean. Rounded to 4 decimals (stored as f32 in glass.layer_scale)."""
+    mass to the power `strength` (0: uniform; negative: the concentrated layers get more), then all factors are
+    scaled so that the layers keep as many neurons in total as the uniform density (a factor is capped where a
+    layer would go past density 1). A layer without a prior gets the mean. Rounded to 4 decimals (stored as f32 in
+    glass.layer_scale)."""
     n_ff = np.array([len(p) if p is not None else 0 for p in priors], dtype=np.float64)
     if strength == 0 or not n_ff.any():
         return [1.0] * len(priors)

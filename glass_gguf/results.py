@@ -424,10 +424,16 @@ def render(out_dir: Path, md_path: Path) -> Path:
              "continuation, KL the mean per-token KL(p_dense || p_setting). The first continuation token comes from",
              "the dense prefill and is not scored. GRIFFIN = lambda 0 (prompt only), static = lambda 1 (prior only),",
              "glass-A / glass-I = rank aggregation with the activation / impact prior; random keeps k random",
-             "neurons. Priors: self-generated calibration text (`glass-gguf prior`, seed 0). The lambda and",
-             "prior kind are chosen by `glass-gguf sweep` on 20 MT-Bench prompts (every 4th question) that the",
-             "evaluation never sees. Gains are relative to GRIFFIN at the same density: 100 * (GRIFFIN - GLASS) /",
-             "GRIFFIN, positive = GLASS better. The paper reports up to 45.10% lower PPL and 25.73% lower KL.", ""]
+             "neurons; oracle selects from the dense continuation's own statistic (what no runtime can know: the",
+             "yardstick). W / R: the runtime's warm-up and refresh (the first W generated tokens, then every R-th,",
+             "decode dense and join the statistic; docs/refresh.md), scored exactly as the runtime decodes them;",
+             "split: per-layer density from the prior's concentration, the same total neurons. Priors:",
+             "self-generated calibration text (`glass-gguf prior`, seed 0). The prior kind and lambda, then the",
+             "schedule, then the split are chosen by `glass-gguf sweep` on 20 MT-Bench prompts (every 4th",
+             "question) that the evaluation never sees. Gains are relative to GRIFFIN at the same density:",
+             "100 * (GRIFFIN - GLASS) / GRIFFIN, positive = GLASS better; gap closed = the share of the distance",
+             "from GRIFFIN's KL to the oracle's a setting covers. The paper reports up to 45.10% lower PPL and",
+             "25.73% lower KL.", ""]
     for name in assets.MODELS:
         ev, sw, tk = (_load(out_dir / f"{name}-{s}.json") for s in ("eval", "sweep", "tasks"))
         cross = _load(out_dir / f"{name}-cross.json")

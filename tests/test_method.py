@@ -163,6 +163,8 @@ def test_the_split_gives_flat_layers_more_neurons_and_keeps_the_total():
         kept = sum(method.neurons_to_keep(256, method.layer_density(0.5, s)) for s in scale)
         assert abs(kept - 6 * 128) <= 6 * 32 // 2, "rounding each layer to 32 neurons is the only difference"
     assert method.layer_scale(priors, 0.5, 0.0) == [1.0] * 6
+    reverse = method.layer_scale(priors, 0.5, -1.0)
+    assert reverse == sorted(reverse), "a negative strength favours the concentrated layers instead"
 
 
 def test_the_split_caps_a_layer_at_density_one_and_gives_the_rest_to_the_others():
