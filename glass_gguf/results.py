@@ -31,8 +31,9 @@ LAMBDAS = (0.25, 0.5, 0.75)
 # (warm-up, refresh) candidates of the sweep; at 256 generated tokens each decodes at most ~10% of them dense
 SCHEDULES = ((0, 0), (16, 0), (24, 0), (8, 16), (16, 32), (0, 12))
 MAX_DENSE_SHARE = 0.1
-# strengths of the per-layer density split the sweep tries beside uniform (method.layer_scale)
-LAYER_SPLITS = (0.5, 1.0, 2.0)
+# strengths of the per-layer density split the sweep tries beside uniform (method.layer_scale): on SmolLM2 the
+# positive ones (more neurons to layers with flat priors) lost, the negative ones won a little (docs/refresh.md)
+LAYER_SPLITS = (-1.0, -0.5, 0.5, 1.0)
 KINDS = ("activation", "impact")
 STAGES = ("sweep", "eval", "speed", "tasks", "cross")
 

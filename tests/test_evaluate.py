@@ -124,7 +124,7 @@ def test_sweep_command_writes_the_chosen_lambda_into_the_gguf(smollm2_path, smol
     # and the per-layer density split: glass.layer_scale holds its factors at the written density (none: uniform)
     split = choice.get("layer_split", {"layer_split": 0.0})
     if "layer_split" in choice:
-        assert {c["layer_split"] for c in split["candidates"]} == {0.0, 0.5, 1.0, 2.0}
+        assert {c["layer_split"] for c in split["candidates"]} == {-1.0, -0.5, 0.0, 0.5, 1.0}
         assert split["mean_kl"] == min(c["mean_kl"] for c in split["candidates"])
     if split["layer_split"]:
         assert written.layer_scale == pytest.approx(method.layer_scale(written.scores, 0.6, split["layer_split"]))
