@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from .assets import MODELS
 from .convert import OUT_TYPES
 from .errors import SettingError
 from .settings import (
@@ -724,14 +725,16 @@ def results(models, output, n_prompts, n_sweep_prompts, gen_tokens, task_limit, 
 @click.option("--repeats", type=click.IntRange(1), default=3, help="speed repeats (medians)")
 @click.option("--warmup", type=click.IntRange(0, 1 << 20), default=16,
               help="generated tokens decoded dense and collected before the selection (glass.warmup)")
+@click.option("--model", "model_name", type=click.Choice(sorted(MODELS)), default="smollm2-135m",
+              help="the packaged model to run (glass-gguf fetch names)")
 @threads_option()
 @json_option
-def demo(output, density, lam, densities, prior_tokens, gen_tokens, repeats, warmup, threads, as_json):
+def demo(output, density, lam, densities, prior_tokens, gen_tokens, repeats, warmup, model_name, threads, as_json):
     """The whole pipeline on the bundled SmolLM2-135M: prior from the GGUF, convert, dense vs GLASS side by side."""
     from .demo import DemoSettings, run_demo
 
     settings = DemoSettings(Path(output), density, lam, tuple(densities), prior_tokens, gen_tokens=gen_tokens,
-                            repeats=repeats, threads=threads, progress=True, warmup=warmup)
+                            repeats=repeats, threads=threads, progress=True, warmup=warmup, model=model_name)
     r = run_demo(settings)
     repeats = ", ".join(f"{d}: {share:.0%}" for d, share in r["repeated_by_density"].items())
     if not r["density_chosen"]:

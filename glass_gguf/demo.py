@@ -37,6 +37,7 @@ class DemoSettings:
     threads: int = field(default_factory=physical_cores)
     progress: bool = True
     warmup: int = 16                  # generated tokens decoded dense and collected first (docs/refresh.md)
+    model: str = "smollm2-135m"       # a packaged model (assets.MODELS)
 
 
 def log(msg: str, settings: DemoSettings) -> None:
@@ -52,7 +53,7 @@ def build_artifacts(s: DemoSettings) -> Path:
     from .prior_file import read_prior, write_prior
 
     s.out_dir.mkdir(parents=True, exist_ok=True)
-    model = assets.default_model_path()
+    model = assets.model_path(assets.MODELS[s.model])
     prior_path = s.out_dir / "prior-activation.gguf"
     if not prior_path.exists():
         log(f"computing the activation prior from {s.prior_tokens} self-generated tokens (llama.cpp)", s)
