@@ -10,7 +10,7 @@ of the answer (prefill excluded: GLASS does not change it, bench measures it) an
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .bench import DEFAULT_PROMPT_TOKENS, Sequence, prompt_tokens
@@ -22,7 +22,7 @@ class AnswerSetting:
 
     warmup: int = 0
     refresh: int = 0
-    layer_scale: list[float] | None = field(default=None, hash=False)
+    layer_scale: list[float] | None = None
 
 
 def answer_speed(model_path: str | Path, density: float, lam: float, settings: dict[str, AnswerSetting],

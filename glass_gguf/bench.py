@@ -166,7 +166,9 @@ def ceiling_model(model_path: Path, glass: GlassSession) -> tuple[Path | None, i
 
     selected = glass.selected()
     ks = {len(s) for s in selected if s is not None}
-    if len(ks) != 1:
+    if not ks:
+        raise RuntimeError("GLASS compacted no layer of this model: there is no sparse decoding to time")
+    if len(ks) > 1:
         return None, max(ks), [il for il, s in enumerate(selected) if s is None]
     k = ks.pop()
     down_types = down_types_from_runtime(model_path, glass, k)

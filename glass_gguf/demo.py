@@ -93,16 +93,14 @@ def choose_density(answers: dict[float, list[int]], dense_ids: list[int]) -> tup
     return (min(coherent), True) if coherent else (max(answers), False)
 
 
-def side_by_side(backend, prompt_ids: list[int], dense_ids: list[int], glass_ids: list[int], density: float,
-                 s: DemoSettings) -> dict:
-    """Both answers; the KL of GLASS and of GRIFFIN on the dense continuation at that density."""
-    quality = kl_by_method(backend, prompt_ids, dense_ids, density, s.lam, s.warmup)
+def side_by_side(backend, dense_ids: list[int], glass_ids: list[int], measured: dict) -> dict:
+    """Both answers, how much each repeats itself, and the speed and KL measured at the GLASS answer's density."""
     return {
         "prompt": DEMO_PROMPT,
         "dense_text": backend.llm.detokenize(dense_ids).decode(errors="replace"),
         "glass_text": backend.llm.detokenize(glass_ids).decode(errors="replace"),
         "dense_repeated": repeated_share(dense_ids), "glass_repeated": repeated_share(glass_ids),
-        **quality,
+        **{k: v for k, v in measured.items() if k != "density"},
     }
 
 
@@ -171,13 +169,15 @@ def run_demo(s: DemoSettings) -> dict:
     answers = {d: glass_answer(backend, prompt_ids, d, s) for d in sorted({*s.densities, s.density} - {None})}
     density, coherent = (s.density, None) if s.density is not None else choose_density(
         {d: answers[d] for d in s.densities}, dense_ids)
-    result = side_by_side(backend, prompt_ids, dense_ids, answers[density], density, s)
+    log("speed and quality against density", s)
+    rows = sweep(glass_path, backend, prompt_ids, dense_ids, s)
+    # the side-by-side density is one of the sweep's unless --density named another: measure that one alone
+    measured = next((r for r in rows if r["density"] == density), None) or {
+        **speed(glass_path, density, s), **kl_by_method(backend, prompt_ids, dense_ids, density, s.lam, s.warmup)}
+    result = side_by_side(backend, dense_ids, answers[density], measured)
     result.update(model=str(glass_path), density=density, lam=s.lam, warmup=s.warmup,
                   density_chosen=s.density is None, coherent=coherent, coherence_margin=COHERENCE_MARGIN,
                   repeated_by_density={str(d): repeated_share(ids) for d, ids in answers.items()},
-                  **speed(glass_path, density, s))
-    log("speed and quality against density", s)
-    result["sweep"] = sweep(glass_path, backend, prompt_ids, dense_ids, s)
-    result["plot"] = str(plot_demo(result["sweep"], s.out_dir / "demo.png"))
+                  sweep=rows, plot=str(plot_demo(rows, s.out_dir / "demo.png")))
     write_text(s.out_dir / "demo.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -280,9 +280,10 @@ class LlamaBackend:
         return out
 
     def _enable(self, c: Config, lam: float, mode: str, scale) -> None:
-        """GLASS on for setting c, with its per-layer density (none: uniform, whatever the model file says)."""
-        self.glass.enable(density=c.density, lam=lam, mode=mode)
+        """GLASS on for setting c, with its per-layer density (none: uniform, whatever the model file says). The
+        scale is set while GLASS is off (score disables it after every setting), so enable allocates only once."""
         self.glass.set_layer_scale(scale)
+        self.glass.enable(density=c.density, lam=lam, mode=mode)
 
     def _decode_fixed(self, c: Config, prompt_ids, inputs, scale=None) -> None:
         """Manual mode: the prompt collects, one selection, the answer decodes sparse."""

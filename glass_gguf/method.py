@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from .schema import MAX_LAYER_SCALE
+
 K_MULTIPLE = 32  # k is rounded to whole quant blocks of the compacted down projection
 
 
@@ -119,7 +121,7 @@ def layer_scale(priors: list[np.ndarray | None], density: float, strength: float
         c = (lo + hi) / 2
         kept = (n_ff[known] * np.minimum(1.0, density * c * raw[known])).sum()
         lo, hi = (c, hi) if kept < target else (lo, c)
-    return [float(min(16.0, max(1e-4, round(x, 4)))) for x in (lo + hi) / 2 * raw]
+    return [float(min(MAX_LAYER_SCALE, max(1e-4, round(x, 4)))) for x in (lo + hi) / 2 * raw]
 
 
 def select(s_loc: np.ndarray | None, s_glob: np.ndarray | None, lam: float, k: int) -> np.ndarray:

@@ -104,7 +104,7 @@ def write_swept_model(model_path: Path, prior_files, kind: str, lam: float, dens
     from .prior_file import read_prior
 
     out = cache_dir() / "glass" / Path(model_path).name.replace(".gguf", ".glass.gguf")
-    prior = next(read_prior(f) for f in prior_files if read_prior(f).kind == kind)
+    prior = prior_of_kind(prior_files, kind)
     scale = swept_layer_scale(prior, density, layer_split)
     if out.exists():
         stored = read_prior(out)
@@ -114,6 +114,13 @@ def write_swept_model(model_path: Path, prior_files, kind: str, lam: float, dens
     out.parent.mkdir(parents=True, exist_ok=True)
     return embed_prior(model_path, prior, out, density=density, lam=lam, warmup=warmup, refresh=refresh,
                        layer_scale=scale)
+
+
+def prior_of_kind(prior_files, kind: str):
+    """The Prior of that kind among the files (each read once)."""
+    from .prior_file import read_prior
+
+    return next(p for p in map(read_prior, prior_files) if p.kind == kind)
 
 
 def swept_layer_scale(prior, density: float, layer_split: float) -> list[float] | None:
@@ -238,7 +245,7 @@ def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens
         from . import method
         from .answer_speed import AnswerSetting, answer_speed
 
-        prior = next(read_prior(f) for f in files if read_prior(f).kind == kind)
+        prior = prior_of_kind(files, kind)
         rows = []
         for d in densities:
             settings = {"glass": AnswerSetting()}

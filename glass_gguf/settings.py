@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SettingError
+from .schema import MAX_LAYER_SCALE
 
 DEFAULT_DENSITY = 0.5           # fraction of FFN neurons kept
 DEFAULT_LAMBDA_WITH_PRIOR = 0.5
@@ -98,8 +99,8 @@ def check_layer_scale(scale, n_layer: int) -> list[float] | None:
     values = np.asarray(scale, dtype=np.float32)
     if values.shape != (n_layer,):
         raise SettingError(f"per-layer density factors: got {values.size}, the model has {n_layer} layers")
-    bad = ~(np.isfinite(values) & (values > 0) & (values <= 16.0))
+    bad = ~(np.isfinite(values) & (values > 0) & (values <= MAX_LAYER_SCALE))
     if bad.any():
         raise SettingError(f"per-layer density factor of layer {int(np.argmax(bad))} is {values[bad][0]:g}, "
-                           "expected a number in (0, 16]")
+                           f"expected a number in (0, {MAX_LAYER_SCALE:g}]")
     return [float(x) for x in values]

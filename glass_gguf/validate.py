@@ -206,9 +206,9 @@ def _key_value(reader: GGUFReader, key: str, f, name: str):
         if f.types != [GGUFValueType.ARRAY, GGUFValueType.FLOAT32] or not f.data:
             raise InvalidGlassFile(name, key, _found(f), "an array of f32, one per layer")
         v = np.concatenate([f.parts[j] for j in f.data]).astype(np.float32)
-        if not np.all(np.isfinite(v) & (v > 0) & (v <= schema.MAX_LAYER_SCALE)):
-            raise InvalidGlassFile(name, key, f"{v[~(np.isfinite(v) & (v > 0) & (v <= schema.MAX_LAYER_SCALE))][0]:g}",
-                                   f"factors in (0, {schema.MAX_LAYER_SCALE:g}]")
+        bad = ~(np.isfinite(v) & (v > 0) & (v <= schema.MAX_LAYER_SCALE))
+        if bad.any():
+            raise InvalidGlassFile(name, key, f"{v[bad][0]:g}", f"factors in (0, {schema.MAX_LAYER_SCALE:g}]")
         return [float(x) for x in v]
     if key in (schema.KEY_WARMUP, schema.KEY_REFRESH):
         v = _scalar(f, key, name, (GGUFValueType.UINT32,), "u32")
