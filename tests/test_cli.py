@@ -104,6 +104,16 @@ def test_bad_density_and_lambda_name_the_option(files, tmp_path):
     assert not (tmp_path / "o.gguf").exists()
 
 
+def test_bad_layer_splits_and_schedules_name_the_option(files):
+    model, prior, _ = files
+    for text, message in (("5", "must be in [-4, 4], got 5"), ("nan", "must be in [-4, 4], got nan"),
+                          ("half", "must be a number, got 'half'")):
+        r = run("eval", model, "--prior", prior, "--layer-splits", f"0,{text}")
+        assert r.exit_code == 2 and "--layer-splits" in r.output and message in r.output, text
+    r = run("eval", model, "--prior", prior, "--schedules", "16:1")
+    assert r.exit_code == 2 and "refresh is 0 (off) or a period of at least 2 tokens" in r.output
+
+
 def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
     from glass_gguf import assets
 
