@@ -232,6 +232,8 @@ class LlamaBackend:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         meta = self.llm.metadata
+        if "tokenizer.chat_template" not in meta:     # a base model: plain text, as reference.chat_tokens
+            return self.llm.tokenize((prompt + reference.BASE_PROMPT_END).encode(), add_bos=True, special=False)
         fmt = Jinja2ChatFormatter(meta["tokenizer.chat_template"], eos_token="", bos_token="")
         text = fmt(messages=[{"role": "user", "content": prompt}]).prompt
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)

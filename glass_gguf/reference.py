@@ -220,8 +220,15 @@ class Sparsifier:
         return hook
 
 
+# what follows a prompt for a base model (no chat template): the blank line after which a completion answers
+BASE_PROMPT_END = "\n\n"
+
+
 def chat_tokens(tokenizer, prompt: str) -> list[int]:
-    """The prompt as one user turn with the model's chat template and the assistant header."""
+    """The prompt as one user turn with the model's chat template and the assistant header. A base model (no
+    template, such as Gemma 3 270M) gets the plain text and a blank line, as `llama-completion -p` would."""
+    if not getattr(tokenizer, "chat_template", None):
+        return [int(t) for t in tokenizer(prompt + BASE_PROMPT_END)["input_ids"]]
     enc = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
                                         tokenize=True)
     ids = enc["input_ids"] if hasattr(enc, "keys") else enc

@@ -240,3 +240,21 @@ def test_cross_backend_agrees_on_the_schedule_and_the_oracle(smollm2_path, backe
     for s in out["settings"]:
         assert s["jaccard_mean"] >= 0.9, s
         assert 2 / 3 <= s["kl_llama"] / s["kl_torch"] <= 3 / 2, s
+
+
+def test_a_base_model_without_a_chat_template_gets_the_same_plain_prompt_on_both_backends(smollm2_path, backend):
+    """Gemma 3 270M is a base model: neither its tokenizer nor its GGUF has a chat template. Both backends then
+    take the prompt as plain text ending in a blank line, token for token alike (SmolLM2 with its template removed
+    stands in for it here)."""
+    import copy
+
+    from glass_gguf import reference
+
+    plain = copy.deepcopy(backend.tokenizer)
+    plain.chat_template = None
+    llama = evaluate.LlamaBackend(smollm2_path, n_ctx=512, threads=1)
+    llama.llm.metadata.pop("tokenizer.chat_template")
+    ids = llama.prompt_ids(PROMPTS[0])
+    assert ids == reference.chat_tokens(plain, PROMPTS[0])
+    assert llama.llm.detokenize(ids).decode().endswith(PROMPTS[0] + "\n\n")
+    assert ids != backend.prompt_ids(PROMPTS[0])      # the instruct model itself keeps its template
