@@ -144,6 +144,12 @@ class TorchBackend:
         self.sparsifier.off()
         return reference.generate_dense(self.model, prompt_ids, n)
 
+    def generate_many(self, prompts: list[list[int]], n: int) -> list[list[int]]:
+        self.sparsifier.off()
+        pad = self.tokenizer.pad_token_id
+        return reference.generate_dense_batch(self.model, prompts, n, self.tokenizer.eos_token_id if pad is None
+                                              else pad)
+
     def score(self, prompt_ids, cont, configs, priors, seed=0, keep_masks=False) -> PromptScores:
         import torch
 
@@ -331,22 +337,27 @@ class LlamaBackend:
 
 # -- the protocol ---------------------------------------------------------------------------------------------------
 
-def dense_continuations(backend, prompts: list[str], n: int, cache: Path | None = None, progress: bool = True):
+def dense_continuations(backend, prompts: list[str], n: int, cache: Path | None = None, progress: bool = True,
+                        batch: int = 8):
     """[(prompt_ids, continuation)] per prompt; continuations are cached in `cache` (a json file) if given,
-    keyed by the prompt tokens and n."""
+    keyed by the prompt tokens and n. A backend with generate_many (torch) generates `batch` prompts at once."""
     from tqdm import tqdm
 
     stored = json.loads(cache.read_text()) if cache and cache.exists() else {}
-    pairs = []
-    for prompt in tqdm(prompts, desc=f"dense generation ({backend.name})", disable=not progress):
-        ids = backend.prompt_ids(prompt)
-        key = hashlib.sha256(json.dumps([ids, n]).encode()).hexdigest()[:24]
-        if key not in stored:
-            stored[key] = backend.generate(ids, n)
+    ids = [backend.prompt_ids(p) for p in prompts]
+    keys = [hashlib.sha256(json.dumps([i, n]).encode()).hexdigest()[:24] for i in ids]
+    todo = [(k, i) for k, i in dict(zip(keys, ids)).items() if k not in stored]
+    step = batch if hasattr(backend, "generate_many") else 1
+    with tqdm(total=len(todo), desc=f"dense generation ({backend.name})", disable=not progress) as bar:
+        for start in range(0, len(todo), step):
+            chunk = todo[start:start + step]
+            answers = (backend.generate_many([i for _, i in chunk], n) if step > 1 else
+                       [backend.generate(chunk[0][1], n)])
+            stored.update({k: a for (k, _), a in zip(chunk, answers)})
             if cache:
                 write_text(cache, json.dumps(stored))
-        pairs.append((ids, stored[key]))
-    return pairs
+            bar.update(len(chunk))
+    return [(i, stored[k]) for i, k in zip(ids, keys)]
 
 
 def run(backend, pairs, configs, priors=None, progress: bool = True, keep_masks: bool = False) -> list[PromptScores]:

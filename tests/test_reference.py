@@ -111,3 +111,13 @@ def test_config_validation():
         Config("glass", 0.5, 1.5, "activation")
     with pytest.raises(ValueError, match="unknown method"):
         Config("topk", 0.5)
+
+
+def test_a_batch_of_prompts_gets_each_prompt_its_own_greedy_answer(smollm2):
+    """generate_dense_batch left-pads prompts of different lengths into one generate call: every answer is the one
+    generate_dense gives the prompt alone (what evaluate.dense_continuations relies on to batch)."""
+    model, tokenizer = smollm2
+    prompts = [reference.chat_tokens(tokenizer, p) for p in PROMPTS]
+    assert len(prompts[0]) != len(prompts[1])
+    together = reference.generate_dense_batch(model, prompts, 12, tokenizer.pad_token_id)
+    assert together == [reference.generate_dense(model, p, 12) for p in prompts]
