@@ -694,14 +694,20 @@ def tasks(model, hf, prior_files, threads, as_json, task_names, limit, densities
 @click.option("--prior-tokens", type=click.IntRange(64), default=8192, help="self-generated calibration tokens")
 @click.option("--eval-lambdas", type=click.Choice(["all", "swept"]), default="all", show_default=True,
               help="GLASS in eval at every lambda of the sweep's grid, or only at the one the sweep chose")
+@click.option("--eval-methods", default="dense,griffin,static,glass,random,oracle", callback=_names,
+              show_default=True, help="methods scored at every density in eval (the sweep's choices besides)")
 @click.option("--render-only", is_flag=True, help="only regenerate the markdown and plots from the JSON")
 @json_option
 def results(models, output, n_prompts, n_sweep_prompts, gen_tokens, task_limit, densities, stages, threads, force,
-            prior_tokens, eval_lambdas, render_only, as_json):
+            prior_tokens, eval_lambdas, eval_methods, render_only, as_json):
     """Run the full quality measurement per model and write docs/results.md (tables and plots)."""
     from .assets import MODELS
     from .results import render, run_model
 
+    from .reference import METHODS
+
+    if unknown := [m for m in eval_methods if m not in METHODS]:
+        raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(METHODS)}", param_hint="--eval-methods")
     md_path = Path(output)
     out_dir = md_path.parent / "results"
     files = []
@@ -710,7 +716,7 @@ def results(models, output, n_prompts, n_sweep_prompts, gen_tokens, task_limit, 
             raise click.BadParameter(f"unknown model {name!r}; choose from {', '.join(MODELS)}", param_hint="--models")
         files += run_model(name, out_dir, n_eval=n_prompts, n_sweep=n_sweep_prompts, gen_tokens=gen_tokens,
                            task_limit=task_limit, densities=densities, threads=threads, force=force, stages=stages,
-                           prior_tokens=prior_tokens, eval_lambdas=eval_lambdas)
+                           prior_tokens=prior_tokens, eval_lambdas=eval_lambdas, eval_methods=eval_methods)
     written = render(out_dir, md_path)
     emit(as_json, {"output": str(written), "json": [str(f) for f in files]}, f"wrote {written}")
 

@@ -36,6 +36,7 @@ MAX_DENSE_SHARE = 0.1
 LAYER_SPLITS = (-1.0, -0.5, 0.5, 1.0)
 KINDS = ("activation", "impact")
 STAGES = ("sweep", "eval", "speed", "tasks", "cross")
+EVAL_METHODS = ("dense", "griffin", "static", "glass", "random", "oracle")
 
 
 # -- the files a measurement needs ----------------------------------------------------------------------------------
@@ -197,10 +198,12 @@ def eval_protocol(backend, model_path: Path, priors, n: int | None, gen_tokens: 
 
 def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens: int, task_limit: int,
               densities=DENSITIES, threads: int | None = None, force: bool = False,
-              stages=STAGES, prior_tokens: int = DEFAULT_TOKENS, eval_lambdas: str = "all") -> list[Path]:
+              stages=STAGES, prior_tokens: int = DEFAULT_TOKENS, eval_lambdas: str = "all",
+              eval_methods=EVAL_METHODS) -> list[Path]:
     """Every stage for one packaged model; each writes out_dir/<name>-<stage>.json. Returns the JSON files.
     eval_lambdas: "all" scores GLASS at every lambda of the sweep's grid in eval, "swept" only at the sweep's
-    choice (both prior kinds either way): a third of the GLASS settings, for models where eval takes hours."""
+    choice (both prior kinds either way): a third of the GLASS settings, for models where eval takes hours.
+    eval_methods: the methods scored at every density in eval (the sweep's choices are scored besides)."""
     from .prior_file import read_prior
     from .reference import Config
 
@@ -232,12 +235,11 @@ def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens
                 extra.append(Config("glass", d, lam, kind, layer_split=split))
                 if (w, r) != (0, 0):
                     extra.append(Config("glass", d, lam, kind, w, r, layer_split=split))
-    methods = ("dense", "griffin", "static", "glass", "random", "oracle")
     lambdas = LAMBDAS
     if eval_lambdas == "swept" and chosen and chosen["choice"]["prior"]:
         lambdas = (chosen["choice"]["lambda"],)
     stage("eval", lambda: eval_protocol(backend, model_path, priors, n_eval, gen_tokens, densities, lambdas,
-                                        methods=methods, extra=extra))
+                                        methods=tuple(eval_methods), extra=extra))
     if chosen:
         kind, lam = chosen["choice"]["prior"] or "activation", chosen["choice"]["lambda"]
         glass_gguf = write_swept_model(model_path, files, kind, lam, warmup=schedule["warmup"],

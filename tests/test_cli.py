@@ -114,6 +114,12 @@ def test_bad_layer_splits_and_schedules_name_the_option(files):
     assert r.exit_code == 2 and "refresh is 0 (off) or a period of at least 2 tokens" in r.output
 
 
+def test_results_refuses_an_unknown_method_before_running_anything(tmp_path):
+    r = run("results", "-o", tmp_path / "results.md", "--eval-methods", "dense,griffin,teal")
+    assert r.exit_code == 2 and "--eval-methods" in r.output and "unknown ['teal']" in r.output
+    assert not (tmp_path / "results").exists()
+
+
 def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
     from glass_gguf import assets
 
