@@ -315,6 +315,16 @@ def _eval_table(records: list[Record], split: str = "all") -> list[str]:
     return out
 
 
+def _eval_scope(records: list[Record]) -> str:
+    """The methods (and GLASS's lambdas) an eval scored: a run may leave some out (`results --eval-methods`)."""
+    methods = list(dict.fromkeys(r.method for r in records))
+    lambdas = sorted({r.lam for r in records if r.method == "glass" and r.lam is not None})
+    names = [f"glass at lambda {', '.join(f'{x:g}' for x in lambdas)}" if m == "glass" and lambdas else m
+             for m in methods]
+    left_out = [m for m in ("static", "random") if m not in methods]
+    return ", ".join(names) + (f" (not run: {', '.join(left_out)})" if left_out else "")
+
+
 def _is_choice(g: Gain, choice: dict | None) -> bool:
     """The sweep's whole choice: prior kind and lambda, and the schedule and layer split chosen for them."""
     if not choice:
@@ -452,8 +462,8 @@ def render(out_dir: Path, md_path: Path) -> Path:
              "decode dense and join the statistic; docs/refresh.md), scored exactly as the runtime decodes them;",
              "split: per-layer density from the prior's concentration, the same total neurons. Priors:",
              "self-generated calibration text (`glass-gguf prior`, seed 0). The prior kind and lambda, then the",
-             "schedule, then the split are chosen by `glass-gguf sweep` on 20 MT-Bench prompts (every 4th",
-             "question) that the evaluation never sees. Gains are relative to GRIFFIN at the same density:",
+             "schedule, then the split are chosen by `glass-gguf sweep` on MT-Bench prompts (every 4th question;",
+             "how many per model: its Sweep heading) that the evaluation never sees. Gains are relative to GRIFFIN at the same density:",
              "100 * (GRIFFIN - GLASS) / GRIFFIN, positive = GLASS better; gap closed = the share of the distance",
              "from GRIFFIN's KL to the oracle's a setting covers. The paper reports up to 45.10% lower PPL and",
              "25.73% lower KL.", ""]
@@ -486,6 +496,7 @@ def render(out_dir: Path, md_path: Path) -> Path:
                          f"{ev['gen_tokens']} generated tokens ({ev['backend']})")
             lines += [f"### Evaluation ({ev['backend']} backend, {ev['n_prompts']} prompts, up to "
                       f"{ev['gen_tokens']} generated tokens, {ev['mean_generated']:.0f} on average)", "",
+                      f"Scored: {_eval_scope(records)}.", "",
                       f"![PPL and KL against density]({png.relative_to(md_path.parent)})", ""]
             lines += _summary(records, choice) + [""]
             lines += _eval_table(records) + [""]
