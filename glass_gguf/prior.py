@@ -147,18 +147,15 @@ def text_files(tokenizer, files: Sequence[str | os.PathLike], tokens: int = DEFA
 
 
 class Accumulator:
-    """Streaming sums of the per-token prior contributions of every layer, fed by hooks on down_proj."""
+    """Streaming sums of |h| per neuron of every layer, fed by hooks on down_proj: both prior kinds come from them
+    (the impact prior weighs them by the down projection's column norms at the end)."""
 
-    def __init__(self, model, kind: str):
+    def __init__(self, model):
         import torch
 
-        if kind not in schema.PRIOR_KINDS:
-            raise SettingError(f"kind must be one of {schema.PRIOR_KINDS}, got {kind!r}")
-        self.kind = kind
         self.downs = down_projections(model)
         self.model = model
         self.sums = [torch.zeros(d.in_features, dtype=torch.float64) for d in self.downs]
-        self.col_norms = [d.weight.detach().double().norm(dim=0) for d in self.downs] if kind == "impact" else None
         self.tokens = 0
         self._mask = None
 
@@ -190,10 +187,10 @@ class Accumulator:
             self._mask = None
         self.tokens += int(mask.sum())
 
-    def result(self) -> tuple[list[np.ndarray], int]:
+    def result(self, kind: str) -> tuple[list[np.ndarray], int]:
         sums = [s.numpy().copy() for s in self.sums]
-        if self.col_norms is not None:
-            sums = [s * n.numpy() for s, n in zip(sums, self.col_norms)]
+        if kind == "impact":
+            sums = [s * d.weight.detach().double().norm(dim=0).numpy() for s, d in zip(sums, self.downs)]
         return sums, self.tokens
 
 
@@ -214,8 +211,28 @@ def compute_prior(
 
     With return_sequences=True, also returns the calibration token sequences that were used.
     """
+    priors, used = compute_priors(hf_dir, (kind,), calibration, tokens, seq_len, seed, batch_size, shard, threads,
+                                  progress)
+    return (priors[kind], used) if return_sequences else priors[kind]
+
+
+def compute_priors(
+    hf_dir: str | os.PathLike,
+    kinds: Sequence[str] = schema.PRIOR_KINDS,
+    calibration: Sequence[str] = ("self",),
+    tokens: int = DEFAULT_TOKENS,
+    seq_len: int = DEFAULT_SEQ_LEN,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    shard: tuple[int, int] = (0, 1),
+    threads: int | None = 2,
+    progress: bool | None = None,
+) -> tuple[dict[str, Prior], list[list[int]]]:
+    """({kind: prior}, calibration sequences) from one pass over the calibration: each kind costs what one does."""
     from tqdm import tqdm
 
+    if unknown := [k for k in kinds if k not in schema.PRIOR_KINDS]:
+        raise SettingError(f"kind must be one of {schema.PRIOR_KINDS}, got {unknown[0]!r}")
     self_calibration = list(calibration) == ["self"]
     for f in [] if self_calibration else calibration:  # refuse before the model is loaded
         if str(f) == "self" or not Path(f).is_file():
@@ -224,14 +241,14 @@ def compute_prior(
     model, tokenizer = load_model(hf_dir, threads)
     info = hf_model_info(hf_dir, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    acc = Accumulator(model, kind)
+    acc = Accumulator(model)
     if self_calibration:
         calib = self_generated(tokens, seq_len, seed, batch_size, shard)
         file_seqs = None
     else:
         calib, file_seqs = text_files(tokenizer, calibration, tokens, seq_len, batch_size, shard)
     used: list[list[int]] = []
-    bar = tqdm(calib.batch_indices(), desc=f"prior ({kind}, {calib.source})", unit="batch",
+    bar = tqdm(calib.batch_indices(), desc=f"prior ({', '.join(kinds)}, {calib.source})", unit="batch",
                disable=None if progress is None else not progress)
     for b in bar:
         if file_seqs is None:
@@ -241,8 +258,10 @@ def compute_prior(
         acc.add(seqs, pad)
         used.extend(seqs)
         bar.set_postfix(tokens=acc.tokens)
-    sums, n_tokens = acc.result()
-    if n_tokens == 0:
+    if acc.tokens == 0:
         raise SettingError(f"shard {shard[0]}/{shard[1]} has no calibration batches ({calib.n_batches} in all)")
-    prior = Prior.from_sums(kind, calib.source, info.fingerprint, sums, n_tokens, shard)
-    return (prior, used) if return_sequences else prior
+    priors = {}
+    for kind in kinds:
+        sums, n_tokens = acc.result(kind)
+        priors[kind] = Prior.from_sums(kind, calib.source, info.fingerprint, sums, n_tokens, shard)
+    return priors, used

@@ -83,18 +83,17 @@ def model_priors(model_path: Path) -> dict[str, list[np.ndarray]]:
 def prior_files_for(model_path: Path, hf_dir: Path, kinds=KINDS, threads: int | None = None,
                     tokens: int = DEFAULT_TOKENS) -> list[Path]:
     """Prior files of the given kinds, computed once (`tokens` self-generated tokens, seed 0) and cached."""
-    from .prior import compute_prior
+    from .prior import compute_priors
     from .prior_file import write_prior
 
-    files = []
-    for kind in kinds:
-        suffix = "" if tokens == DEFAULT_TOKENS else f".{tokens}"
-        path = cache_dir() / "priors" / f"{model_digest(model_path)}.{kind}{suffix}.gguf"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_prior(path, compute_prior(hf_dir, kind, tokens=tokens, threads=threads))
-        files.append(path)
-    return files
+    suffix = "" if tokens == DEFAULT_TOKENS else f".{tokens}"
+    paths = {k: cache_dir() / "priors" / f"{model_digest(model_path)}.{k}{suffix}.gguf" for k in kinds}
+    if missing := [k for k, path in paths.items() if not path.exists()]:
+        computed, _ = compute_priors(hf_dir, missing, tokens=tokens, threads=threads)  # one pass for all kinds
+        for k in missing:
+            paths[k].parent.mkdir(parents=True, exist_ok=True)
+            write_prior(paths[k], computed[k])
+    return list(paths.values())
 
 
 def write_swept_model(model_path: Path, prior_files, kind: str, lam: float, density: float = DEFAULT_DENSITY,

@@ -23,15 +23,13 @@ def backend(smollm2_hf_dir):
 @pytest.fixture(scope="module")
 def prior_files(smollm2_hf_dir, tmp_path_factory):
     """Real A and I priors from a small self-generated calibration (glass_gguf.prior), as prior files."""
-    from glass_gguf.prior import compute_prior
+    from glass_gguf.prior import compute_priors
     from glass_gguf.prior_file import write_prior
 
     out = tmp_path_factory.mktemp("priors")
-    files = []
-    for kind in ("activation", "impact"):
-        p = compute_prior(smollm2_hf_dir, kind, tokens=256, seq_len=32, batch_size=8, threads=1, progress=False)
-        files.append(write_prior(out / f"{kind}.gguf", p))
-    return files
+    both, _ = compute_priors(smollm2_hf_dir, ("activation", "impact"), tokens=256, seq_len=32, batch_size=8,
+                             threads=1, progress=False)
+    return [write_prior(out / f"{kind}.gguf", p) for kind, p in both.items()]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from glass_gguf.cli import main
 from glass_gguf.errors import GlassFormatError, PriorMismatch, UnsupportedModel
 from glass_gguf.fingerprint import hf_model_info
 from glass_gguf.glass_file import embed_prior
-from glass_gguf.prior import compute_prior, parse_shard
+from glass_gguf.prior import compute_prior, compute_priors, parse_shard
 from glass_gguf.prior_file import merge_priors, read_prior, write_prior
 
 BUDGET = dict(tokens=64, seq_len=16, batch_size=2, threads=1)  # 4 sequences in 2 batches
@@ -91,6 +91,16 @@ def test_impact_prior_scales_by_the_down_projection_column_norms(single_run, smo
     for layer in (0, 17, 29):
         norms = np.linalg.norm(w[f"model.layers.{layer}.mlp.down_proj.weight"].astype(np.float64), axis=0)
         np.testing.assert_allclose(impact.scores[layer], activation.scores[layer] * norms, rtol=1e-5)
+
+
+def test_both_kinds_from_one_pass_equal_each_kind_computed_alone(single_run, smollm2_hf_dir):
+    activation, seqs = single_run
+    both, seqs2 = compute_priors(smollm2_hf_dir, ("activation", "impact"), seed=7, **BUDGET)
+    impact = compute_prior(smollm2_hf_dir, "impact", seed=7, **BUDGET)
+    assert seqs2 == seqs and sorted(both) == ["activation", "impact"]
+    for layer in (0, 29):
+        np.testing.assert_array_equal(both["activation"].scores[layer], activation.scores[layer])
+        np.testing.assert_array_equal(both["impact"].scores[layer], impact.scores[layer])
 
 
 def test_self_generated_calibration_is_reproducible_with_a_seed(single_run, smollm2_hf_dir):
