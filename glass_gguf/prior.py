@@ -194,25 +194,13 @@ class Accumulator:
         return sums, self.tokens
 
 
-def compute_prior(
-    hf_dir: str | os.PathLike,
-    kind: str = "activation",
-    calibration: Sequence[str] = ("self",),
-    tokens: int = DEFAULT_TOKENS,
-    seq_len: int = DEFAULT_SEQ_LEN,
-    seed: int = 0,
-    batch_size: int = DEFAULT_BATCH,
-    shard: tuple[int, int] = (0, 1),
-    threads: int | None = 2,
-    progress: bool | None = None,
-    return_sequences: bool = False,
-):
-    """The prior of an HF checkpoint (or of shard i/n of it). calibration is ("self",) or a list of text files.
+def compute_prior(hf_dir: str | os.PathLike, kind: str = "activation", *args, return_sequences: bool = False,
+                  **kwargs):
+    """The prior of an HF checkpoint (or of shard i/n of it); the other arguments are compute_priors'.
 
     With return_sequences=True, also returns the calibration token sequences that were used.
     """
-    priors, used = compute_priors(hf_dir, (kind,), calibration, tokens, seq_len, seed, batch_size, shard, threads,
-                                  progress)
+    priors, used = compute_priors(hf_dir, (kind,), *args, **kwargs)
     return (priors[kind], used) if return_sequences else priors[kind]
 
 
@@ -228,7 +216,8 @@ def compute_priors(
     threads: int | None = 2,
     progress: bool | None = None,
 ) -> tuple[dict[str, Prior], list[list[int]]]:
-    """({kind: prior}, calibration sequences) from one pass over the calibration: each kind costs what one does."""
+    """({kind: prior}, calibration sequences) of an HF checkpoint (or of shard i/n of it) from one pass over the
+    calibration, ("self",) or a list of text files: both kinds cost what one does."""
     from tqdm import tqdm
 
     if unknown := [k for k in kinds if k not in schema.PRIOR_KINDS]:
