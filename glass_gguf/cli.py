@@ -23,6 +23,7 @@ import click
 from .assets import MODELS
 from .convert import OUT_TYPES
 from .errors import SettingError
+from .reference import METHODS
 from .settings import (
     DEFAULT_DENSITY, DEFAULT_LAMBDA_WITH_PRIOR, check_density, check_lambda, default_lambda, physical_cores,
 )
@@ -694,17 +695,14 @@ def tasks(model, hf, prior_files, threads, as_json, task_names, limit, densities
 @click.option("--prior-tokens", type=click.IntRange(64), default=8192, help="self-generated calibration tokens")
 @click.option("--eval-lambdas", type=click.Choice(["all", "swept"]), default="all", show_default=True,
               help="GLASS in eval at every lambda of the sweep's grid, or only at the one the sweep chose")
-@click.option("--eval-methods", default="dense,griffin,static,glass,random,oracle", callback=_names,
+@click.option("--eval-methods", default=",".join(METHODS), callback=_names,
               show_default=True, help="methods scored at every density in eval (the sweep's choices besides)")
 @click.option("--render-only", is_flag=True, help="only regenerate the markdown and plots from the JSON")
 @json_option
 def results(models, output, n_prompts, n_sweep_prompts, gen_tokens, task_limit, densities, stages, threads, force,
             prior_tokens, eval_lambdas, eval_methods, render_only, as_json):
     """Run the full quality measurement per model and write docs/results.md (tables and plots)."""
-    from .assets import MODELS
     from .results import render, run_model
-
-    from .reference import METHODS
 
     if unknown := [m for m in eval_methods if m not in METHODS]:
         raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(METHODS)}", param_hint="--eval-methods")

@@ -21,7 +21,7 @@ from . import assets, datasets, evaluate, tasks
 from .assets import cache_dir
 from .atomic import write_text
 from .evaluate import Gain, Record
-from .reference import Config
+from .reference import METHODS, Config
 from .prior import DEFAULT_TOKENS
 from .settings import DEFAULT_DENSITY, DEFAULT_LAMBDA_WITH_PRIOR
 
@@ -36,7 +36,6 @@ MAX_DENSE_SHARE = 0.1
 LAYER_SPLITS = (-1.0, -0.5, 0.5, 1.0)
 KINDS = ("activation", "impact")
 STAGES = ("sweep", "eval", "speed", "tasks", "cross")
-EVAL_METHODS = ("dense", "griffin", "static", "glass", "random", "oracle")
 
 
 # -- the files a measurement needs ----------------------------------------------------------------------------------
@@ -198,7 +197,7 @@ def eval_protocol(backend, model_path: Path, priors, n: int | None, gen_tokens: 
 def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens: int, task_limit: int,
               densities=DENSITIES, threads: int | None = None, force: bool = False,
               stages=STAGES, prior_tokens: int = DEFAULT_TOKENS, eval_lambdas: str = "all",
-              eval_methods=EVAL_METHODS) -> list[Path]:
+              eval_methods=METHODS) -> list[Path]:
     """Every stage for one packaged model; each writes out_dir/<name>-<stage>.json. Returns the JSON files.
     eval_lambdas: "all" scores GLASS at every lambda of the sweep's grid in eval, "swept" only at the sweep's
     choice (both prior kinds either way): a third of the GLASS settings, for models where eval takes hours.
