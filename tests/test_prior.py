@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from safetensors.numpy import load_file
 
 from glass_gguf.cli import main
-from glass_gguf.errors import GlassFormatError, PriorMismatch, UnsupportedModel
+from glass_gguf.errors import GlassFormatError, PriorMismatch, SettingError, UnsupportedModel
 from glass_gguf.fingerprint import hf_model_info
 from glass_gguf.glass_file import embed_prior
 from glass_gguf.prior import compute_prior, compute_priors, parse_shard
@@ -101,6 +101,11 @@ def test_both_kinds_from_one_pass_equal_each_kind_computed_alone(single_run, smo
     for layer in (0, 29):
         np.testing.assert_array_equal(both["activation"].scores[layer], activation.scores[layer])
         np.testing.assert_array_equal(both["impact"].scores[layer], impact.scores[layer])
+
+
+def test_an_unknown_prior_kind_is_refused_before_the_model_is_read(tmp_path):
+    with pytest.raises(SettingError, match="kind must be one of .* got 'gradient'"):
+        compute_priors(tmp_path / "no-such-model", ("activation", "gradient"))
 
 
 def test_self_generated_calibration_is_reproducible_with_a_seed(single_run, smollm2_hf_dir):
