@@ -470,17 +470,28 @@ def bench(model, density, lam, prior, threads, prompt_tokens, gen_tokens, repeat
 
 
 def _quality_setup(model, hf, prior_files, backend="torch", threads=None):
-    """(backend object, priors) for MODEL: the HF checkpoint (exported once if --hf is not given) and the priors
-    of the --prior files plus the one MODEL carries."""
-    from .evaluate import LlamaBackend, load_torch_backend
+    """(backend object, priors) for MODEL, with the priors of the --prior files plus the one MODEL carries. The
+    torch backend runs the HF checkpoint (--hf, else exported once into the cache); the llama backend runs MODEL
+    itself through the patched llama.cpp and needs neither torch nor an HF export."""
     from .results import hf_dir_for, model_priors, read_priors
 
     priors = {**model_priors(Path(model)), **read_priors(prior_files)}
-    hf_dir = Path(hf) if hf else hf_dir_for(Path(model))
-    torch_backend = load_torch_backend(hf_dir, threads)
-    if backend == "torch":
-        return torch_backend, priors
-    return LlamaBackend(model, threads=threads, tokenizer=torch_backend.tokenizer), priors
+    if backend == "llama":
+        from .evaluate import LlamaBackend
+
+        if hf:
+            raise click.BadParameter("is for the torch backend; the llama backend reads MODEL itself",
+                                     param_hint="--hf")
+        return LlamaBackend(model, threads=threads), priors
+    from .evaluate import load_torch_backend
+
+    return load_torch_backend(Path(hf) if hf else hf_dir_for(Path(model)), threads), priors
+
+
+backend_option = click.option(
+    "--backend", type=click.Choice(["torch", "llama"]), default="torch", show_default=True,
+    help="torch: the HF checkpoint in PyTorch (the reference); llama: MODEL itself through the patched llama.cpp "
+         "(no torch, no HF export)")
 
 
 def _need_priors(methods, priors):
@@ -551,7 +562,7 @@ def _write_json(output, record: dict) -> None:
 
 @main.command("eval")
 @_quality_options
-@click.option("--backend", type=click.Choice(["torch", "llama"]), default="torch")
+@backend_option
 @click.option("--prompts", "prompts_file", type=click.Path(exists=True, dir_okay=False),
               help="jsonl with a 'prompt' field or MT-Bench 'turns' [default: MT-Bench first turns, eval split]")
 @click.option("--n-prompts", type=click.IntRange(1), help="use N prompts, evenly spaced [default: all]")
@@ -609,8 +620,9 @@ def eval_cmd(model, hf, prior_files, threads, as_json, backend, prompts_file, n_
               help="write MODEL with the chosen prior and glass.lambda (convert); with --sidecar the sidecar")
 @click.option("--sidecar", is_flag=True, help="write a sidecar next to the untouched MODEL instead")
 @density_option(DEFAULT_DENSITY, "glass.density written")
+@backend_option
 def sweep(model, hf, prior_files, threads, as_json, n_prompts, densities, lambdas, gen_tokens, output, sidecar,
-          density):
+          density, backend):
     """Choose the prior kind and lambda, then the warm-up/refresh schedule and the per-layer density split, by the
     lowest mean KL on MT-Bench prompts the evaluation never uses."""
     from .glass_file import embed_prior, write_sidecar
@@ -619,7 +631,7 @@ def sweep(model, hf, prior_files, threads, as_json, n_prompts, densities, lambda
     from .results import sweep as run_sweep
 
     no_overwrite([output or (sidecar_path(model) if sidecar else None)], [model, *prior_files])
-    runner, priors = _quality_setup(model, hf, prior_files, "torch", threads)
+    runner, priors = _quality_setup(model, hf, prior_files, backend, threads)
     _need_priors(["glass"], priors)
     out = run_sweep(runner, Path(model), priors, n_prompts, gen_tokens, densities, lambdas)
     choice = out["choice"]
@@ -660,7 +672,8 @@ def sweep(model, hf, prior_files, threads, as_json, n_prompts, densities, lambda
 @densities_list("0.5")
 @lambda_option(DEFAULT_LAMBDA_WITH_PRIOR, "lambda of GLASS")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the JSON records here")
-def tasks(model, hf, prior_files, threads, as_json, task_names, limit, densities, lam, output):
+@backend_option
+def tasks(model, hf, prior_files, threads, as_json, task_names, limit, densities, lam, output, backend):
     """Classification accuracy with the mask taken from the context (GRIFFIN's rule): dense, GRIFFIN, GLASS."""
     from . import tasks as task_mod
     from .reference import Config
@@ -669,12 +682,12 @@ def tasks(model, hf, prior_files, threads, as_json, task_names, limit, densities
     if unknown:
         raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(task_mod.TASKS)}", param_hint="--tasks")
     no_overwrite([output], [model, *prior_files])
-    runner, priors = _quality_setup(model, hf, prior_files, "torch", threads)
+    runner, priors = _quality_setup(model, hf, prior_files, backend, threads)
     configs = [Config("dense")]
     for d in densities:
         configs += [Config("griffin", d)] + [Config("glass", d, lam, kind) for kind in sorted(priors)]
-    records = task_mod.run_tasks(runner.model, runner.tokenizer, task_names, configs, priors, limit)
-    out = {"model": Path(model).name, "limit": limit, "results": records}
+    records = task_mod.run_tasks(runner, task_names, configs, priors, limit)
+    out = {"model": Path(model).name, "backend": backend, "limit": limit, "results": records}
     _write_json(output, out)
     emit(as_json, out, task_mod.format_table(records))
 

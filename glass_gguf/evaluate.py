@@ -127,14 +127,13 @@ def configs_for(methods, densities, lambdas, prior_kinds, schedules=((0, 0),), l
 # -- torch backend --------------------------------------------------------------------------------------------------
 
 class TorchBackend:
-    """The HF checkpoint with reference.Sparsifier hooks. last_layer_rows: see reference.Sparsifier.collect."""
+    """The HF checkpoint with reference.Sparsifier hooks (the runtime's last-layer rule: reference module docstring)."""
 
     name = "torch"
 
-    def __init__(self, model, tokenizer, last_layer_rows: str = "all", batch_tokens: int = 50_000_000):
+    def __init__(self, model, tokenizer, batch_tokens: int = 50_000_000):
         self.model, self.tokenizer = model, tokenizer
         self.sparsifier = reference.Sparsifier(model)
-        self.last_layer_rows = last_layer_rows
         self.batch_tokens = batch_tokens     # logits elements per batched forward (memory bound)
 
     def prompt_ids(self, prompt: str) -> list[int]:
@@ -158,7 +157,7 @@ class TorchBackend:
         targets = torch.tensor(cont[1:])
         out = PromptScores(P, N - 1)
         with torch.inference_mode():
-            self.sparsifier.collect(P, self.last_layer_rows)
+            self.sparsifier.collect(P)
             logp_dense = torch.log_softmax(self.model(x, logits_to_keep=N - 1).logits[0].float(), -1)
             self.sparsifier.off()
             p_dense = logp_dense.exp()
@@ -172,7 +171,7 @@ class TorchBackend:
                     out.kl[c] = 0.0
                 elif c.scheduled:
                     logp, masks = reference.decode_scheduled(self.model, self.sparsifier, prompt_ids, cont[:-1], c,
-                                                             priors, self.last_layer_rows)
+                                                             priors)
                     self._score(out, c, logp, logp_dense, p_dense, targets, masks if keep_masks else None)
                 elif c.method == "oracle":
                     sparse.append((c, reference.select_masks(c, oracle_ss, oracle_rows)))
@@ -200,23 +199,27 @@ class TorchBackend:
 
     def _answer_statistic(self, x, prompt_len: int):
         """The local statistic of the dense continuation itself (every layer, every answer position): the oracle's."""
-        self.sparsifier.collect(x.shape[1], "all", start=prompt_len)
+        self.sparsifier.collect(x.shape[1], start=prompt_len)
         self.model(x, logits_to_keep=1)
         self.sparsifier.off()
         return self.sparsifier.sum_squares, self.sparsifier.rows
 
 
-def load_torch_backend(hf_dir, threads: int | None = None, last_layer_rows: str = "all") -> TorchBackend:
+def load_torch_backend(hf_dir, threads: int | None = None) -> TorchBackend:
     from .hf_model import load_model
 
     model, tokenizer = load_model(hf_dir, threads)
-    return TorchBackend(model, tokenizer, last_layer_rows)
+    return TorchBackend(model, tokenizer)
 
 
 # -- llama backend --------------------------------------------------------------------------------------------------
 
 class LlamaBackend:
-    """The patched llama.cpp through llama-cpp-python and glass_gguf.runtime.GlassSession in manual mode."""
+    """The patched llama.cpp through llama-cpp-python and glass_gguf.runtime.GlassSession in manual mode. Needs no
+    torch: prompts, chat template and tokens come from the GGUF.
+
+    Every setting is scored as named: before each one the context's priors are set to exactly the setting's (none
+    for GRIFFIN and the oracle, whatever the file carries), as the torch reference selects."""
 
     name = "llama"
 
@@ -230,7 +233,9 @@ class LlamaBackend:
         self.llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=n_ctx, logits_all=True, n_threads=threads,
                                    n_threads_batch=threads, verbose=False)
         self.glass = GlassSession(self.llm)
-        self.tokenizer = tokenizer     # an HF tokenizer for the chat template (None: llama.cpp's own template)
+        self.glass.disable()           # a GLASS GGUF enables itself on load; each setting enables it as it needs
+        self.tokenizer = tokenizer     # an HF tokenizer for the chat template (None: the GGUF's own template)
+        self._priors = "file"          # what the context holds: the file's priors until a setting sets its own
 
     def prompt_ids(self, prompt: str) -> list[int]:
         if self.tokenizer is not None:
@@ -254,19 +259,48 @@ class LlamaBackend:
                 break
         return out
 
-    def _logp(self, start: int, n: int) -> np.ndarray:
+    def log_probs(self, start: int, n: int) -> np.ndarray:
+        """log-softmax of the logits after positions [start, start + n), float64 [n, vocab]."""
         logits = np.asarray(self.llm.scores[start:start + n], dtype=np.float64)
         logits -= logits.max(-1, keepdims=True)
         return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+
+    def prefill(self, ids: list[int]) -> None:
+        """ids decoded dense from position 0 (GLASS off)."""
+        self.glass.disable()
+        self.llm.reset()
+        self.llm.eval(ids)
+
+    def prefill_and_select(self, c: Config, ids: list[int], priors) -> None:
+        """Setting c in manual mode: ids decoded dense and collected, one selection from them and c's priors; what
+        is decoded next runs sparse."""
+        self.use_priors(c, priors)
+        self.llm.reset()
+        self._enable(c, c.weight, "manual", c.layer_scale(priors))
+        self.llm.eval(ids)
+        self.glass.finalize()
+
+    def use_priors(self, c: Config, priors) -> None:
+        """The context's priors become exactly setting c's: the prior of its kind for static and GLASS, none for
+        GRIFFIN and the oracle (prompt-only: no layer selects by a prior, the file's own included)."""
+        wanted = None
+        if c.method in ("glass", "static"):
+            if c.prior not in priors:
+                raise SettingError(f"{c.label} needs the {c.prior} prior")
+            wanted = priors[c.prior]
+        if self._priors is wanted:
+            return
+        self.glass.clear_priors()
+        if wanted is not None:
+            self.glass.set_priors([None if p is None else np.asarray(p, dtype=np.float32) for p in wanted])
+        self._priors = wanted
 
     def score(self, prompt_ids, cont, configs, priors, seed=0, keep_masks=False) -> PromptScores:
         P, N = len(prompt_ids), len(cont)
         targets = np.asarray(cont[1:])
         out = PromptScores(P, N - 1)
-        self.glass.disable()
-        self.llm.reset()
-        self.llm.eval(prompt_ids + cont[:-1])
-        logp_dense = self._logp(P, N - 1)
+        self.prefill(prompt_ids + cont[:-1])
+        logp_dense = self.log_probs(P, N - 1)
         p_dense = np.exp(logp_dense)
         for c in configs:
             if c.method == "dense":
@@ -274,12 +308,11 @@ class LlamaBackend:
             else:
                 if c.method == "random":
                     raise SettingError("the llama backend has no random method")
-                kind = c.prior if c.method in ("glass", "static") else None
-                self._load_priors(priors.get(kind) if kind else None)
+                self.use_priors(c, priors)
                 decode = self._decode_scheduled if c.scheduled else self._decode_oracle if c.method == "oracle" \
                     else self._decode_fixed
                 decode(c, prompt_ids, cont[:-1], c.layer_scale(priors))
-                logp = self._logp(P, N - 1)
+                logp = self.log_probs(P, N - 1)
                 if keep_masks:
                     out.masks[c] = self.glass.selected()
                 self.glass.disable()
@@ -324,15 +357,6 @@ class LlamaBackend:
         self.glass.finalize()
         self.llm.n_tokens = len(prompt_ids)                # the answer again, sparse this time
         self.llm.eval(inputs)
-
-    def _load_priors(self, layer_priors) -> None:
-        self._loaded = getattr(self, "_loaded", "file")
-        if layer_priors is None or self._loaded is layer_priors:
-            return
-        for layer, prior in enumerate(layer_priors):
-            if prior is not None:
-                self.glass.set_prior(layer, np.asarray(prior, dtype=np.float32))
-        self._loaded = layer_priors
 
 
 # -- the protocol ---------------------------------------------------------------------------------------------------

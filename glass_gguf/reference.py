@@ -7,10 +7,10 @@ The FFN intermediate h (the input of every `mlp.down_proj`, docs/design.md) is o
              (the prompt, already prefilled densely) stay dense
 
 Masking h before down_proj is exactly what the runtime's compaction computes (up to float summation order).
-The neuron sets come from glass_gguf.method (select_layers), the specification the C++ runtime follows too. The
-runtime's last FFN sees only the rows that need logits; `last_layer_rows` reproduces either case: "last" (a prompt
-prefill during generation: one row, so select_layers falls back to the prior there) or "all" (logits for every
-prompt token, as llama-cpp-python's `logits_all=True` requests).
+The neuron sets come from glass_gguf.method (select_layers), the specification the C++ runtime follows too. One
+last-layer rule, the runtime's: the last FFN runs only on the rows that need logits (one row during generation,
+every row under `logits_all=True`), so its statistic would depend on the client; it never collects, and
+select_layers gives it the prior's selection (GLASS, static) or keeps it dense (GRIFFIN, the oracle: no prior).
 """
 from __future__ import annotations
 
@@ -142,7 +142,6 @@ class Sparsifier:
         self.n_ff = self.downs[0].in_features
         self.state = "off"
         self._prompt_len = 0
-        self._last_rows = "last"
         self._start = 0
         self._collect_start = 0
         self._masks: list | None = None
@@ -155,11 +154,10 @@ class Sparsifier:
     def off(self) -> None:
         self.state, self._masks, self._captured = "off", None, None
 
-    def collect(self, prompt_len: int, last_layer_rows: str = "last", start: int = 0) -> None:
-        """Dense; the next forward adds the statistic of its positions [start, prompt_len) (batch of one)."""
-        if last_layer_rows not in ("last", "all"):
-            raise ValueError("last_layer_rows is 'last' or 'all'")
-        self.state, self._prompt_len, self._last_rows = "collect", int(prompt_len), last_layer_rows
+    def collect(self, prompt_len: int, start: int = 0) -> None:
+        """Dense; the next forward adds the statistic of its positions [start, prompt_len) (batch of one) to every
+        layer but the last, which never collects (the runtime's rule, module docstring)."""
+        self.state, self._prompt_len = "collect", int(prompt_len)
         self._collect_start = int(start)
         self.sum_squares = [np.zeros(d.in_features) for d in self.downs]
         self.rows = [0] * len(self.downs)
@@ -203,9 +201,9 @@ class Sparsifier:
         def hook(module, args):
             (h,) = args
             if self.state == "collect":
+                if layer == last:
+                    return None
                 rows = h[0, self._collect_start: self._prompt_len]
-                if layer == last and self._last_rows == "last":
-                    rows = rows[-1:]
                 self.sum_squares[layer] += method.local_sum_squares(rows.detach().double().numpy())
                 self.rows[layer] += rows.shape[0]
             elif self.state == "capture":
@@ -265,11 +263,11 @@ def generate_dense_batch(model, prompts: list[list[int]], n: int, pad_id: int) -
     return answers
 
 
-def prefill_statistics(model, sparsifier: Sparsifier, prompt_ids: list[int], last_layer_rows: str = "last"):
+def prefill_statistics(model, sparsifier: Sparsifier, prompt_ids: list[int]):
     """(sum_squares, rows) of a dense prefill of the prompt: what the runtime collects in COLLECT state."""
     import torch
 
-    sparsifier.collect(len(prompt_ids), last_layer_rows)
+    sparsifier.collect(len(prompt_ids))
     with torch.inference_mode():
         model(torch.tensor([prompt_ids]), logits_to_keep=1)
     sparsifier.off()
@@ -288,7 +286,7 @@ def capture_activations(model, sparsifier: Sparsifier, ids: list[int]) -> list[n
 
 
 def decode_scheduled(model, sparsifier: Sparsifier, prompt_ids: list[int], inputs: list[int], config: Config,
-                     priors=None, last_layer_rows: str = "all"):
+                     priors=None):
     """A teacher-forced answer decoded the way the runtime's schedule decodes it (method.collected_positions):
     the prompt dense, then runs of generated positions that are either dense and collected (warm-up, refresh) or
     sparse under the selection made from every row collected before them, a layer keeping its previous set when
@@ -298,7 +296,7 @@ def decode_scheduled(model, sparsifier: Sparsifier, prompt_ids: list[int], input
     from transformers import DynamicCache
 
     cache = DynamicCache()
-    sparsifier.collect(len(prompt_ids), last_layer_rows)
+    sparsifier.collect(len(prompt_ids))
     with torch.inference_mode():
         model(torch.tensor([prompt_ids]), cache=cache, use_cache=True, logits_to_keep=1)
     sparsifier.off()

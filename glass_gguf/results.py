@@ -270,7 +270,7 @@ def run_model(name: str, out_dir: Path, *, n_eval: int, n_sweep: int, gen_tokens
         for d in (0.5, 0.75):
             glass_lam = lam if lam not in (0.0, 1.0) else DEFAULT_LAMBDA_WITH_PRIOR   # GLASS, not its end points
             configs += [Config("griffin", d), Config("glass", d, glass_lam, kind)]
-        records = tasks.run_tasks(backend.model, backend.tokenizer, tasks.TASKS, configs, priors, task_limit)
+        records = tasks.run_tasks(backend, tasks.TASKS, configs, priors, task_limit)
         return {"model": model_path.name, "limit": task_limit, "results": records}
 
     stage("tasks", run_tasks)

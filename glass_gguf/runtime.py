@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-EXPECTED_API_VERSION = 4
+EXPECTED_API_VERSION = 5
 
 FIX_HINT = (
     "install glass-gguf's patched build: `python3 tools/build_llama_cpp_python.py` from the glass-gguf "
@@ -81,6 +81,8 @@ _SIGNATURES = {
                                 ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     "llama_glass_set_prior": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_float), ctypes.c_int64],
                               ctypes.c_int32),
+    "llama_glass_clear_priors": ([_c_ctx], ctypes.c_int32),
+    "llama_glass_get_sparse_tokens": ([_c_ctx], ctypes.c_int64),
     "llama_glass_get_stats": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_double), ctypes.c_int64,
                                ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     "llama_glass_get_selected": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32), ctypes.c_int64,
@@ -241,6 +243,18 @@ class GlassSession:
         for il, prior in enumerate(priors):
             if prior is not None:
                 self.set_prior(il, prior)
+
+    def clear_priors(self) -> None:
+        """No layer has a prior any more, the model file's own included, until set_prior(s): selections are then
+        prompt-only (GRIFFIN) in every layer that collects, and the layer that never collects (the last) runs
+        dense. Takes effect at the next selection."""
+        self._call("llama_glass_clear_priors")
+
+    @property
+    def sparse_tokens(self) -> int:
+        """Tokens decoded with the compacted weights since GLASS was enabled or its statistic last cleared (a
+        prompt restart): the proof that GLASS did decode sparse, not only that it was asked to."""
+        return int(_check(self.lib, self.ctx, self.lib.llama_glass_get_sparse_tokens(self.ctx)))
 
     def stats(self):
         """(sum_squares per layer, rows per layer): the local statistic as collected in the graph."""

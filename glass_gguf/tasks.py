@@ -64,11 +64,17 @@ def task_items(task: str, limit: int | None = None) -> list[Item]:
     return [to_item(task, r) for r in rows[: limit if limit else len(rows)]]
 
 
-def score_item(model, tokenizer, sparsifier, item: Item, configs: list[Config], priors, seed: int = 0,
-               last_layer_rows: str = "all") -> dict[Config, np.ndarray]:
-    """Log-likelihood of every choice under every setting: {setting: float64 [n_choices]}."""
+def score_item(backend, item: Item, configs: list[Config], priors, seed: int = 0) -> dict[Config, np.ndarray]:
+    """Log-likelihood of every choice under every setting: {setting: float64 [n_choices]}, on either backend."""
+    if backend.name == "llama":
+        return _score_item_llama(backend, item, configs, priors)
+    return _score_item_torch(backend, item, configs, priors, seed)
+
+
+def _score_item_torch(backend, item: Item, configs: list[Config], priors, seed: int) -> dict[Config, np.ndarray]:
     import torch
 
+    model, tokenizer, sparsifier = backend.model, backend.tokenizer, backend.sparsifier
     ctx = tokenizer(item.context, add_special_tokens=False)["input_ids"]
     conts = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in item.choices]
     P, L = len(ctx), max(len(c) for c in conts)
@@ -84,7 +90,7 @@ def score_item(model, tokenizer, sparsifier, item: Item, configs: list[Config], 
         return ll
 
     with torch.inference_mode():
-        sparsifier.collect(P, last_layer_rows)
+        sparsifier.collect(P)
         dense = loglik(model(x, logits_to_keep=L + 1).logits)
         sparsifier.off()
         ss, rows = sparsifier.sum_squares, sparsifier.rows
@@ -99,31 +105,57 @@ def score_item(model, tokenizer, sparsifier, item: Item, configs: list[Config], 
     return out
 
 
-def run_tasks(model, tokenizer, tasks, configs: list[Config], priors=None, limit: int | None = None,
+def _score_item_llama(backend, item: Item, configs: list[Config], priors) -> dict[Config, np.ndarray]:
+    """The runtime in manual mode: the context prefilled dense and collected, one selection, then every choice
+    decoded sparse after the cached context (the KV cache rolled back to the context between choices)."""
+    llm = backend.llm
+    ctx = llm.tokenize(item.context.encode(), add_bos=False, special=False)
+    conts = [llm.tokenize(c.encode(), add_bos=False, special=False) for c in item.choices]
+    P = len(ctx)
+
+    def loglik() -> np.ndarray:
+        ll = np.zeros(len(conts))
+        for b, c in enumerate(conts):
+            llm.n_tokens = P
+            llm.eval(c)
+            logp = backend.log_probs(P - 1, len(c))      # choice token j is predicted at position P - 1 + j
+            ll[b] = float(logp[np.arange(len(c)), c].sum())
+        return ll
+
+    out: dict[Config, np.ndarray] = {}
+    for c in configs:
+        if c.method == "dense":
+            backend.prefill(ctx)
+        elif c.method in ("griffin", "static", "glass"):
+            backend.prefill_and_select(c, ctx, priors)
+        else:
+            raise SettingError(f"tasks score dense, griffin, static and glass, not {c.method}")
+        out[c] = loglik()
+        backend.glass.disable()
+    return out
+
+
+def run_tasks(backend, tasks, configs: list[Config], priors=None, limit: int | None = None,
               progress: bool = True) -> list[dict]:
     """Accuracy records per task and setting: task, method, prior, lambda, density, acc, acc_norm, n, and the
-    setting's name and label (for tables)."""
+    setting's name and label (for tables). backend: evaluate.TorchBackend or evaluate.LlamaBackend."""
     from tqdm import tqdm
 
-    sparsifier = reference.Sparsifier(model)
     records = []
-    try:
-        for task in tasks:
-            items = task_items(task, limit)
-            hits = {c: [0, 0] for c in configs}
-            for i, item in enumerate(tqdm(items, desc=task, disable=not progress)):
-                scores = score_item(model, tokenizer, sparsifier, item, configs, priors or {}, seed=i)
-                lengths = np.array([len(ch) for ch in item.choices], dtype=np.float64)
-                for c, ll in scores.items():
-                    hits[c][0] += int(np.argmax(ll) == item.label)
-                    hits[c][1] += int(np.argmax(ll / lengths) == item.label)
-            for c in configs:
-                acc, acc_norm = hits[c]
-                records.append({"task": task, "method": c.method, "prior": c.prior, "lambda": c.weight,
-                                "density": c.density, "acc": acc / len(items), "acc_norm": acc_norm / len(items),
-                                "n": len(items), "setting": c.name, "label": c.label})
-    finally:
-        sparsifier.close()
+    for task in tasks:
+        items = task_items(task, limit)
+        hits = {c: [0, 0] for c in configs}
+        for i, item in enumerate(tqdm(items, desc=f"{task} ({backend.name})", disable=not progress)):
+            scores = score_item(backend, item, configs, priors or {}, seed=i)
+            lengths = np.array([len(ch) for ch in item.choices], dtype=np.float64)
+            for c, ll in scores.items():
+                hits[c][0] += int(np.argmax(ll) == item.label)
+                hits[c][1] += int(np.argmax(ll / lengths) == item.label)
+        for c in configs:
+            acc, acc_norm = hits[c]
+            records.append({"task": task, "method": c.method, "prior": c.prior, "lambda": c.weight,
+                            "density": c.density, "acc": acc / len(items), "acc_norm": acc_norm / len(items),
+                            "n": len(items), "setting": c.name, "label": c.label, "backend": backend.name})
     return records
 
 

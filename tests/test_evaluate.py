@@ -137,7 +137,7 @@ def test_eval_command_refuses_glass_without_a_prior(smollm2_path, smollm2_hf_dir
 
 def test_task_accuracy_on_real_items(backend, priors):
     configs = [Config("dense"), Config("griffin", 1.0), Config("glass", 0.5, 0.5, "activation")]
-    records = tasks.run_tasks(backend.model, backend.tokenizer, tasks.TASKS, configs, priors, limit=2, progress=False)
+    records = tasks.run_tasks(backend, tasks.TASKS, configs, priors, limit=2, progress=False)
     assert {r["task"] for r in records} == set(tasks.TASKS)
     for r in records:
         assert r["n"] == 2 and 0.0 <= r["acc"] <= 1.0 and 0.0 <= r["acc_norm"] <= 1.0

@@ -32,21 +32,23 @@ def test_griffin_masks_equal_method_select_on_captured_activations(smollm2):
     ids = reference.chat_tokens(tokenizer, PROMPTS[1])
     with reference.Sparsifier(model) as sp:
         h = reference.capture_activations(model, sp, ids)          # independent path: raw h of every layer
-        ss, rows = reference.prefill_statistics(model, sp, ids, last_layer_rows="all")
-    assert rows == [len(ids)] * len(h)
+        ss, rows = reference.prefill_statistics(model, sp, ids)
+    assert rows == [len(ids)] * (len(h) - 1) + [0]
     masks = reference.select_masks(Config("griffin", 0.5), ss, rows)
     k = method.neurons_to_keep(h[0].shape[1], 0.5)
-    for layer, x in enumerate(h):
+    for layer, x in enumerate(h[:-1]):
         expected = method.select(method.local_statistic(x), None, 0.0, k)
         np.testing.assert_array_equal(masks[layer], expected)
 
 
-def test_last_layer_sees_one_row_and_falls_back_to_the_prior(smollm2, priors):
+def test_the_last_layer_never_collects_and_selects_from_the_prior_alone(smollm2, priors):
+    """The runtime's rule (its last FFN runs only on the rows that need logits): no statistic for the last layer,
+    so GRIFFIN keeps it dense and GLASS takes the prior's top k there, whatever the prompt."""
     model, tokenizer = smollm2
     ids = reference.chat_tokens(tokenizer, PROMPTS[0])
     with reference.Sparsifier(model) as sp:
-        ss, rows = reference.prefill_statistics(model, sp, ids, last_layer_rows="last")
-    assert rows[-1] == 1 and rows[:-1] == [len(ids)] * (len(rows) - 1)
+        ss, rows = reference.prefill_statistics(model, sp, ids)
+    assert rows[-1] == 0 and not ss[-1].any() and rows[:-1] == [len(ids)] * (len(rows) - 1)
     griffin = reference.select_masks(Config("griffin", 0.5), ss, rows)
     assert griffin[-1] is None                          # prompt-only and no usable statistic: dense
     glass = reference.select_masks(Config("glass", 0.5, 0.5, "activation"), ss, rows, priors)
