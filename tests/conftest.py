@@ -27,6 +27,12 @@ def _needs_the_build(module) -> bool:
     return any(origin(v).split(".")[0] == "llama_cpp" for v in vars(module).values())
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "claims_sparse: the test claims GLASS decoded sparse and proves it (tests/glass_checks.py); "
+        "tests/test_mutation.py requires each to fail under GLASS_GGUF_MUTATE_DENSE=1")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames) or _needs_the_build(item.module):

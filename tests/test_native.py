@@ -22,7 +22,6 @@ import pytest
 
 import llama_cpp
 
-from glass_gguf.doctor import arm_cpu_variant, cpu_features
 from glass_gguf.fingerprint import gguf_model_info
 from glass_gguf.glass_file import embed_prior
 from glass_gguf.prior_file import Prior
@@ -278,45 +277,3 @@ def test_aarch64_completion_decodes_sparse_like_x86_64(host_bin, aarch64_bin, gl
     assert sum(jaccards) / len(jaccards) >= 0.98
     print("per-layer Jaccard, aarch64 vs x86-64:", [round(len(arm[i] & x86[i]) / len(arm[i] | x86[i]), 4)
                                                    for i in arm if arm[i] is not None])
-
-
-# --- doctor on ARM (no build) ------------------------------------------------------------------------------------
-
-RASPBERRY_PI_5_CPUINFO = """\
-processor\t: 0
-BogoMIPS\t: 108.00
-Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp
-CPU implementer\t: 0x41
-CPU architecture: 8
-CPU variant\t: 0x4
-CPU part\t: 0xd0b
-CPU revision\t: 1
-"""
-
-
-def test_doctor_reads_arm_features_from_cpuinfo():
-    features = cpu_features(RASPBERRY_PI_5_CPUINFO)
-    assert features == ["fp", "asimd", "fphp", "asimdhp", "asimddp"]
-    assert arm_cpu_variant(features) == "armv8.2-a+dotprod"
-    assert arm_cpu_variant(cpu_features(RASPBERRY_PI_5_CPUINFO.replace(" asimddp", ""))) == "armv8-a"
-
-
-def test_doctor_reads_x86_flags_from_cpuinfo():
-    assert cpu_features("processor\t: 0\nflags\t\t: fpu sse3 avx avx2 fma f16c\n") == ["sse3", "avx", "avx2", "fma", "f16c"]
-
-
-# --- prerequisites (no build) ------------------------------------------------------------------------------------
-
-def test_missing_prerequisites_are_named_with_their_fix(tmp_path, monkeypatch):
-    from glass_gguf.native import build_tool
-
-    tool = build_tool()
-    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no compiler, cmake, patch, cross toolchain
-    with pytest.raises(tool.BuildError) as e:
-        tool.check_prerequisites("aarch64")
-    message = str(e.value)
-    assert "aarch64-linux-gnu-g++" in message and "apt-get install -y crossbuild-essential-arm64" in message
-    assert "cmake" in message and "apt-get install -y cmake" in message
-    assert "patch" in message and "apt-get install -y patch" in message
-    with pytest.raises(tool.BuildError, match="a C\\+\\+ compiler .*apt-get install -y g\\+\\+"):
-        tool.check_prerequisites("host")
