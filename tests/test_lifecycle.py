@@ -16,6 +16,7 @@ from glass_gguf.prior_file import Prior
 from glass_gguf.runtime import GlassSession
 from glass_gguf.server import chat as server_chat
 from glass_gguf.server import llama_cpp_server
+from glass_checks import assert_decoded_sparse, sparse_after_swap
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +61,7 @@ def fresh(glass_model, messages, **kw):
 
 def assert_same_selection(got, want):
     assert len(got) == len(want)
+    assert any(w is not None for w in want), "no layer was selected: there is nothing to compare"
     for layer, (g, w) in enumerate(zip(got, want)):
         assert (g is None) == (w is None), f"layer {layer}"
         if g is not None:
@@ -71,6 +73,7 @@ def jaccard(a, b) -> float:
     return len(a & b) / len(a | b)
 
 
+@pytest.mark.claims_sparse
 def test_unrelated_requests_do_not_change_the_answer(glass_model):
     want_answer, want_selection, want_collected = fresh(glass_model, QUESTION)
 
@@ -79,7 +82,7 @@ def test_unrelated_requests_do_not_change_the_answer(glass_model):
         ask(llm, other)
     glass = GlassSession(llm)
     assert ask(llm, QUESTION) == want_answer
-    assert glass.state == "sparse"
+    assert_decoded_sparse(glass, exactly=sparse_after_swap(24))
     assert glass.collected == want_collected, "the statistic covers this prompt, nothing of the earlier ones"
     assert_same_selection(glass.selected(), want_selection)
 
@@ -99,6 +102,7 @@ def test_multi_turn_chat_collects_the_whole_conversation(glass_model):
             assert jaccard(got, want) >= 0.95, f"layer {layer}"
 
 
+@pytest.mark.claims_sparse
 @pytest.mark.parametrize("n_batch,n_ubatch", [(32, 32), (32, 8)])
 def test_prompt_of_n_batch_plus_one_tokens_is_collected_and_runs_dense(glass_model, n_batch, n_ubatch):
     tokenizer = make_llm(glass_model, n_batch=n_batch, n_ubatch=n_ubatch)
@@ -116,10 +120,11 @@ def test_prompt_of_n_batch_plus_one_tokens_is_collected_and_runs_dense(glass_mod
     llm.create_completion(prompt, max_tokens=24, temperature=0.0)  # past the swap (16 tokens) to the compacted set
     glass = GlassSession(llm)
     assert glass.collected == len(prompt), "the one-token last chunk is prompt, collected densely"
-    assert glass.state == "sparse"
+    assert_decoded_sparse(glass, exactly=sparse_after_swap(24))
     np.testing.assert_array_equal(llm.scores[len(prompt) - 1], dense.scores[len(prompt) - 1])
 
 
+@pytest.mark.claims_sparse
 def test_state_load_decodes_with_the_selection_of_its_own_tokens(glass_model):
     want_answer, want_selection, _ = fresh(glass_model, QUESTION)
 
@@ -129,9 +134,11 @@ def test_state_load_decodes_with_the_selection_of_its_own_tokens(glass_model):
     ask(llm, OTHERS[0])  # another request's statistic and selection
     llm.load_state(saved)
     assert ask(llm, QUESTION) == want_answer
+    assert_decoded_sparse(GlassSession(llm), exactly=sparse_after_swap(24))
     assert_same_selection(GlassSession(llm).selected(), want_selection)
 
 
+@pytest.mark.claims_sparse
 def test_ram_prompt_cache_hit_gives_the_fresh_answer(glass_model):
     want_answer, want_selection, _ = fresh(glass_model, QUESTION)
 
@@ -140,9 +147,11 @@ def test_ram_prompt_cache_hit_gives_the_fresh_answer(glass_model):
     ask(llm, QUESTION)
     ask(llm, OTHERS[1])
     assert ask(llm, QUESTION) == want_answer  # served from the cache: a state load
+    assert_decoded_sparse(GlassSession(llm), exactly=sparse_after_swap(24))
     assert_same_selection(GlassSession(llm).selected(), want_selection)
 
 
+@pytest.mark.claims_sparse
 def test_disk_prompt_cache_hit_gives_the_fresh_answer(glass_model, tmp_path):
     want_answer, _, _ = fresh(glass_model, OTHERS[2])
 
@@ -151,19 +160,22 @@ def test_disk_prompt_cache_hit_gives_the_fresh_answer(glass_model, tmp_path):
     ask(llm, OTHERS[2])
     ask(llm, QUESTION)
     assert ask(llm, OTHERS[2]) == want_answer
+    assert_decoded_sparse(GlassSession(llm), exactly=sparse_after_swap(24))
 
 
+@pytest.mark.claims_sparse
 def test_prompt_lookup_decoding_verifies_sparse_without_recollecting(glass_model):
     text = ("Repeat this list exactly: red apple, green pear, yellow banana, red apple, green pear, yellow banana, "
             "red apple, green pear, yellow banana.")
     plain = make_llm(glass_model)
     want = plain.create_completion(text, max_tokens=48, temperature=0.0)["choices"][0]["text"]
+    assert_decoded_sparse(GlassSession(plain), exactly=sparse_after_swap(48))
 
     llm = make_llm(glass_model, draft_model=LlamaPromptLookupDecoding(num_pred_tokens=8))
     got = llm.create_completion(text, max_tokens=48, temperature=0.0)["choices"][0]["text"]
     glass = GlassSession(llm)
     assert got == want
-    assert glass.state == "sparse"
+    assert_decoded_sparse(glass, min_tokens=sparse_after_swap(48))  # and the drafts verified after the swap
     assert glass.collected == len(llm.tokenize(text.encode())), "drafted tokens never enter the statistic"
 
 
@@ -173,6 +185,7 @@ def test_last_layer_selection_does_not_depend_on_logits_all(glass_model):
     assert_same_selection(with_all, without)
 
 
+@pytest.mark.claims_sparse
 def test_glass_on_for_a_stock_gguf_runs_griffin(smollm2_path, monkeypatch):
     monkeypatch.setenv("GLASS_GGUF", "on")
     llm = make_llm(smollm2_path)
@@ -180,7 +193,7 @@ def test_glass_on_for_a_stock_gguf_runs_griffin(smollm2_path, monkeypatch):
     assert glass.state == "collect"
     assert glass.params["lambda"] == 0.0 and glass.params["density"] == 0.5
     ask(llm, QUESTION)
-    assert glass.state == "sparse"
+    assert_decoded_sparse(glass, exactly=sparse_after_swap(24))
 
 
 def test_bad_environment_setting_is_refused_not_replaced(glass_model, monkeypatch):
@@ -192,18 +205,30 @@ def test_bad_environment_setting_is_refused_not_replaced(glass_model, monkeypatc
         glass.resolve_params()
 
 
+def glass_answer_differing_from_dense(glass_model, messages, n=48, sparse=None) -> str:
+    """The answer GLASS gives in this process, after checking it decoded all its tokens past the swap sparse and that
+    they changed the answer (so a server that returns it did decode sparse too)."""
+    llm = make_llm(glass_model)
+    answer = ask(llm, messages, n=n)
+    assert_decoded_sparse(GlassSession(llm), exactly=sparse_after_swap(n) if sparse is None else sparse)
+    dense = make_llm(glass_model)
+    GlassSession(dense).disable()
+    assert ask(dense, messages, n=n) != answer, "the sparse tokens did not change the answer: nothing is proven"
+    return answer
+
+
+@pytest.mark.claims_sparse
 def test_server_answers_each_request_as_a_fresh_server_would(glass_model, tmp_path):
     first = [{"role": "user", "content": OTHERS[0]}]
     second = [{"role": "user", "content": QUESTION}]
     with llama_cpp_server(glass_model, log_path=tmp_path / "a.log", n_ctx=1024) as server:
-        server_chat(server.url, first, max_tokens=24)
-        after_other = server_chat(server.url, second, max_tokens=24)
+        server_chat(server.url, first, max_tokens=48)
+        after_other = server_chat(server.url, second, max_tokens=48)
     with llama_cpp_server(glass_model, log_path=tmp_path / "b.log", n_ctx=1024) as server:
-        alone = server_chat(server.url, second, max_tokens=24)
-    assert after_other == alone
+        alone = server_chat(server.url, second, max_tokens=48)
+    assert after_other == alone == glass_answer_differing_from_dense(glass_model, second)
     log = (tmp_path / "a.log").read_text()
     assert "glass: enabled (density 0.500, lambda 0.500, auto mode)" in log
-    assert "glass: decoding sparse" in log
 
 
 def decode_one_by_one(llm, prompt, n, declare_prompt_end=False):
@@ -223,6 +248,7 @@ def decode_one_by_one(llm, prompt, n, declare_prompt_end=False):
     return tokens, logits, states
 
 
+@pytest.mark.claims_sparse
 def test_background_compaction_swaps_at_a_fixed_position_never_half_built(glass_model, monkeypatch):
     """The first 6 generated tokens decode dense (bit-identical to dense) while the compaction runs beside them;
     from the swap position on, the complete compacted set is used, so two runs give bit-identical logits."""
@@ -238,6 +264,7 @@ def test_background_compaction_swaps_at_a_fixed_position_never_half_built(glass_
     llm = make_llm(glass_model, logits_all=True)
     tokens, logits, states = decode_one_by_one(llm, prompt, 16)
     assert states[:6] == ["collect"] * 6 and states[6:] == ["sparse"] * 10
+    assert_decoded_sparse(GlassSession(llm), exactly=10)
     assert tokens[:6] == dense_tokens
     for step in range(7):  # the prompt's last position and the six dense generated tokens
         np.testing.assert_array_equal(logits[step], dense_logits[step], err_msg=f"step {step}")

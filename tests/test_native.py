@@ -25,8 +25,10 @@ import llama_cpp
 from glass_gguf.fingerprint import gguf_model_info
 from glass_gguf.glass_file import embed_prior
 from glass_gguf.prior_file import Prior
+from glass_gguf.runtime import GlassSession
 
 from conftest import REPO
+from glass_checks import assert_decoded_sparse, sparse_after_swap, sparse_count
 
 BUILD_TOOL = REPO / "tools" / "build_llama_cpp_python.py"
 PROMPT = "The history of the printing press begins"
@@ -94,12 +96,16 @@ def completion(binary: Path, model: Path, n: int = 24, runner: tuple[str, ...] =
     return result.stdout.replace("[end of text]", "").rstrip("\n"), result.stderr
 
 
-def python_completion(model: Path, n: int) -> str:
-    """The same greedy completion through llama-cpp-python and the installed GLASS runtime (auto mode)."""
+def python_completion(model: Path, n: int, dense: bool = False) -> tuple[str, GlassSession]:
+    """The same greedy completion through llama-cpp-python and the installed GLASS runtime (auto mode), or dense."""
     llm = llama_cpp.Llama(model_path=str(model), n_ctx=256, n_threads=2, n_threads_batch=2, seed=0,
                           flash_attn=False, verbose=False)  # the tools' -fa auto means on for CPU: other numerics
+    glass = GlassSession(llm)
+    if dense:
+        glass.disable()
     out = llm.create_completion(PROMPT, max_tokens=n, temperature=0.0, repeat_penalty=1.0, seed=0)
-    return out["choices"][0]["text"]
+    assert out["usage"]["completion_tokens"] == n
+    return out["choices"][0]["text"], glass
 
 
 def read_selection(path: Path) -> dict[int, frozenset[int] | None]:
@@ -115,54 +121,70 @@ def read_selection(path: Path) -> dict[int, frozenset[int] | None]:
 # --- llama-completion on this machine ----------------------------------------------------------------------------
 
 def test_completion_at_density_1_equals_dense(host_bin, glass_gguf):
+    """Exactness at density 1 (nothing compacted): not a claim of sparse decoding."""
     dense, _ = completion(host_bin / "llama-completion", glass_gguf, GLASS_GGUF="off")
     full, log = completion(host_bin / "llama-completion", glass_gguf, GLASS_GGUF_DENSITY="1")
     assert "glass: enabled" in log
     assert full == dense and dense.strip()
 
 
+@pytest.mark.claims_sparse
 def test_completion_with_the_default_fit_step_runs(host_bin, glass_gguf):
     """llama.cpp's tools first size the context on a model loaded without tensor data (common_fit_params); GLASS
     must not enable there (it aborted reading the prior: GGML_ASSERT tensor not allocated)."""
     text, log = completion(host_bin / "llama-completion", glass_gguf, n=24, fit=())
     assert text.strip() and "glass: decoding sparse" in log
+    assert sparse_count(log) == sparse_after_swap(24)
 
 
+@pytest.mark.claims_sparse
 def test_completion_logs_that_glass_decodes_sparse(host_bin, glass_gguf):
     _, log = completion(host_bin / "llama-completion", glass_gguf, GLASS_GGUF_DENSITY="0.5")
-    lines = [line for line in log.lower().splitlines() if "glass" in line and "sparse" in line]
-    assert lines, "no log line says GLASS decodes sparse:\n" + "\n".join(
+    assert "glass: decoding sparse: " in log, "no log line says GLASS decodes sparse:\n" + "\n".join(
         line for line in log.splitlines() if "glass" in line.lower())
     assert "glass: decoding dense" not in log
+    assert sparse_count(log) == sparse_after_swap(24), "generated tokens 16-22 decode sparse, the 24th is not decoded"
 
 
+@pytest.mark.claims_sparse
 def test_completion_at_density_half_equals_the_python_runtime(host_bin, glass_gguf, monkeypatch):
-    text, _ = completion(host_bin / "llama-completion", glass_gguf, GLASS_GGUF_DENSITY="0.5")
+    """48 tokens, 31 of them sparse in both runtimes (the log's count, the session's count), and an answer that the
+    sparse tokens changed (it differs from the dense one)."""
+    text, log = completion(host_bin / "llama-completion", glass_gguf, n=48, GLASS_GGUF_DENSITY="0.5")
+    assert sparse_count(log) == sparse_after_swap(48)
     for name in [k for k in os.environ if k.startswith("GLASS_GGUF")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("GLASS_GGUF_DENSITY", "0.5")
-    assert text == python_completion(glass_gguf, 24)
+    python_text, glass = python_completion(glass_gguf, 48)
+    assert_decoded_sparse(glass, exactly=sparse_after_swap(48))
+    assert python_completion(glass_gguf, 48, dense=True)[0] != python_text, "the sparse tokens changed the answer"
+    assert text == python_text
 
 
 # --- llama-bench -------------------------------------------------------------------------------------------------
 
 def bench(host_bin: Path, model: Path, **glass) -> tuple[list[dict], str]:
+    """llama-bench with a prefill test (-p 32), a generation from position 0 (-n 16) and a prompt then a generation
+    (-pg 32,48): only the last has a prompt for GLASS to select from, and 48 tokens pass the swap at 16."""
     result = subprocess.run(
-        [str(host_bin / "llama-bench"), "-m", str(model), "-p", "32", "-n", "16", "-r", "1", "-t", "2", "-o", "json",
-         "-v"],
+        [str(host_bin / "llama-bench"), "-m", str(model), "-p", "32", "-n", "16", "-pg", "32,48", "-r", "1", "-t", "2",
+         "-o", "json", "-v"],
         capture_output=True, text=True, env=run_env(**glass), timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout), result.stderr
 
 
+@pytest.mark.claims_sparse
 def test_bench_reports_prefill_and_decode_dense_and_glass(host_bin, glass_gguf):
     for glass, expect_enabled in (({"GLASS_GGUF": "off"}, False), ({}, True)):
         rows, log = bench(host_bin, glass_gguf, **glass)
         tests = {(r["n_prompt"], r["n_gen"]): r for r in rows}
-        assert set(tests) == {(32, 0), (0, 16)}, rows
+        assert set(tests) == {(32, 0), (0, 16), (32, 48)}, rows
         assert all(r["avg_ts"] > 0 for r in rows)
         assert ("glass: enabled" in log) == expect_enabled
+    # the last test's context (-pg 32,48): generated tokens 16-47 decode sparse (llama-bench decodes all 48)
+    assert sparse_count(log) == 48 - 16
 
 
 # --- llama-server ------------------------------------------------------------------------------------------------
@@ -216,10 +238,13 @@ def alone(host_bin: Path, model: Path, content: str, **glass) -> str:
         return server.chat(content)
 
 
+@pytest.mark.claims_sparse
 def test_server_one_slot_answers_unrelated_requests_as_a_fresh_server(host_bin, glass_gguf):
-    """Needs the runtime lifecycle patch: the second request must not reuse the first one's GLASS statistics."""
+    """Needs the runtime lifecycle patch: the second request must not reuse the first one's GLASS statistics. The
+    server's log counts the last answer's sparse tokens when it stops."""
     with Server(host_bin, glass_gguf, parallel=1) as server:
         answers = [server.chat(content) for content in REQUESTS]
+    assert sparse_count(Path(server.log.name).read_text()) == sparse_after_swap(24)
     assert answers[0] == alone(host_bin, glass_gguf, REQUESTS[0])
     assert answers[1] == alone(host_bin, glass_gguf, REQUESTS[1])
 
@@ -249,6 +274,7 @@ def qemu() -> tuple[str, ...]:
     return (exe,)
 
 
+@pytest.mark.claims_sparse
 def test_aarch64_completion_decodes_sparse_like_x86_64(host_bin, aarch64_bin, glass_gguf, tmp_path):
     """The cross-built static binary decodes the GLASS model sparse under qemu and selects what x86-64 selects
     (the runtime writes every selection to GLASS_GGUF_DUMP_SELECTION)."""
@@ -260,6 +286,7 @@ def test_aarch64_completion_decodes_sparse_like_x86_64(host_bin, aarch64_bin, gl
     x86_text, _ = completion(host_bin / "llama-completion", glass_gguf, n=6, GLASS_GGUF_DENSITY="0.5",
                              GLASS_GGUF_SWAP_AFTER="0", **{DUMP_SELECTION: str(x86_dump)})
     assert "glass: decoding sparse" in arm_log
+    assert sparse_count(arm_log) == 5, "tokens 2-6 decode sparse (the first is decoded with the prompt's selection)"
     assert arm_text.strip() and x86_text.strip()  # not compared: NEON and AVX2 sums differ in their last bits,
     # which moves a few neurons across the top-k boundary, and this seeded prior decodes near-ties (" the", " in")
     arm, x86 = read_selection(arm_dump), read_selection(x86_dump)

@@ -9,6 +9,7 @@ from glass_gguf.fingerprint import gguf_model_info
 from glass_gguf.glass_file import embed_prior
 from glass_gguf.prior_file import Prior
 from glass_gguf.runtime import GlassError, GlassSession
+from glass_checks import assert_decoded_sparse, sparse_after_swap
 
 CHAT_PROMPT = (
     "<|im_start|>user\nExplain in a few sentences why the sky is blue.<|im_end|>\n<|im_start|>assistant\n"
@@ -50,6 +51,8 @@ def greedy(llm, tokens, n):
 
 
 def test_density_1_gives_identical_tokens_and_logits(smollm2_path):
+    """An exactness check of the lifecycle at density 1 (every neuron kept, nothing compacted): it proves nothing
+    about sparse decoding, and is not marked claims_sparse."""
     llm = make_llm(smollm2_path)
     tokens = llm.tokenize(CHAT_PROMPT.encode(), special=True)
     glass = GlassSession(llm)
@@ -115,6 +118,7 @@ def test_cpp_per_layer_density_equals_method_py(glass_model, lam):
     assert {len(c) for c in glass.selected()} == {method.neurons_to_keep(1536, 0.6)}
 
 
+@pytest.mark.claims_sparse
 def test_a_glass_gguf_carries_its_layer_split(smollm2_path, tmp_path):
     prior = seeded_prior(smollm2_path, decimals=1)
     scale = method.layer_scale(prior.scores, 0.5, 1.0)
@@ -123,7 +127,8 @@ def test_a_glass_gguf_carries_its_layer_split(smollm2_path, tmp_path):
     glass = GlassSession(llm)
     assert glass.layer_scale() == [float(np.float32(x)) for x in scale]
     out = llm.create_completion(CHAT_PROMPT, max_tokens=24, temperature=0.0)   # past the swap at 16 tokens
-    assert out["usage"]["completion_tokens"] > 0 and glass.state == "sparse"
+    assert out["usage"]["completion_tokens"] == 24
+    assert_decoded_sparse(glass, exactly=sparse_after_swap(24))
     assert [len(c) for c in glass.selected()] == [
         method.neurons_to_keep(1536, method.layer_density(0.5, s)) for s in scale]
     with pytest.raises(GlassError, match=r"layer scale: 2 values for 30 layers"):
@@ -195,9 +200,11 @@ def sparse_logits_at_density_half(path):
     glass.finalize()
     llm.reset()  # score the whole text under the frozen mask (manual mode keeps SPARSE for every batch)
     llm.eval(tokens)
+    assert_decoded_sparse(glass, exactly=len(tokens))
     return glass, tokens, llm.scores[: len(tokens)].copy()
 
 
+@pytest.mark.claims_sparse
 @pytest.mark.parametrize("down_q8_0, tolerance, agreement", [("1", 0.1, 0.9), ("0", 0.25, 0.6)])
 def test_sparse_logits_equal_an_independent_pruned_model(glass_model, tmp_path, monkeypatch, down_q8_0, tolerance,
                                                           agreement):
@@ -235,6 +242,7 @@ def glass_model_q4_k(smollm2_path, tmp_path_factory):
                        density=0.5, lam=0.5)
 
 
+@pytest.mark.claims_sparse
 @pytest.mark.parametrize("q5_1", ["0", "1"])
 def test_k_quant_down_projections_compact_close_to_the_pruned_model(glass_model_q4_k, tmp_path, monkeypatch, q5_1):
     """Q4_K down columns regrouped into Q5_0 blocks (5.5 bits, not Q8_0's 8.5) and Q6_K ones into Q8_0, or into Q5_1
@@ -264,14 +272,15 @@ def test_k_quant_down_projections_compact_close_to_the_pruned_model(glass_model_
     assert kl_divergence(reference, sparse) < 0.25 * kl_divergence(dense, sparse)
 
 
+@pytest.mark.claims_sparse
 def test_a_glass_gguf_runs_glass_under_plain_llama(glass_model):
     llm = make_llm(glass_model)
     glass = GlassSession(llm)
     assert glass.state == "collect"
     assert glass.params == {"density": 0.5, "lambda": 0.5, "mode": "auto"}
     out = llm.create_completion(CHAT_PROMPT, max_tokens=24, temperature=0.0)   # past the swap at 16 tokens
-    assert out["usage"]["completion_tokens"] > 0
-    assert glass.state == "sparse"
+    assert out["usage"]["completion_tokens"] == 24
+    assert_decoded_sparse(glass, exactly=sparse_after_swap(24))
 
 
 def test_environment_turns_glass_off_or_overrides(glass_model, monkeypatch):
@@ -283,26 +292,30 @@ def test_environment_turns_glass_off_or_overrides(glass_model, monkeypatch):
     assert GlassSession(make_llm(glass_model)).params == {"density": 0.75, "lambda": 0.25, "mode": "auto"}
 
 
+@pytest.mark.claims_sparse
 def test_multi_turn_chat_accumulates_statistics_across_turns(glass_model):
     llm = make_llm(glass_model, n_ctx=1024)
     glass = GlassSession(llm)
     messages = [{"role": "user", "content": "Name three colours of the rainbow."}]
     first = llm.create_chat_completion(messages, max_tokens=24, temperature=0.0)
-    assert glass.state == "sparse"
+    assert first["usage"]["completion_tokens"] == 24, "the answer runs past the swap"
+    assert_decoded_sparse(glass, exactly=sparse_after_swap(24))
     rows_after_first = glass.stats()[1][0]
 
     messages += [first["choices"][0]["message"], {"role": "user", "content": "And which one is between them?"}]
     second = llm.create_chat_completion(messages, max_tokens=24, temperature=0.0)
-    assert glass.state == "sparse"
+    assert second["usage"]["completion_tokens"] == 24
+    assert_decoded_sparse(glass, exactly=sparse_after_swap(24))  # counted anew for the second answer
     assert glass.stats()[1][0] > rows_after_first
     assert second["choices"][0]["message"]["content"].strip()
 
 
+@pytest.mark.claims_sparse
 def test_streaming_completion_with_glass(glass_model):
     llm = make_llm(glass_model)
     chunks = list(llm.create_completion(CHAT_PROMPT, max_tokens=24, temperature=0.0, stream=True))
     assert "".join(c["choices"][0]["text"] for c in chunks).strip()
-    assert GlassSession(llm).state == "sparse"
+    assert_decoded_sparse(GlassSession(llm), exactly=sparse_after_swap(24))
 
 
 def test_bad_arguments_give_clear_errors(smollm2_path):
@@ -332,47 +345,29 @@ def test_bad_arguments_give_clear_errors(smollm2_path):
     assert llm.create_completion("Hello", max_tokens=4, temperature=0.0)["choices"][0]["text"] is not None
 
 
+@pytest.mark.claims_sparse
 def test_llama_cpp_python_server_answers_with_glass_active(glass_model, tmp_path):
-    """`python -m llama_cpp.server` on a GLASS GGUF: an OpenAI-style request on loopback, GLASS enabled inside."""
-    import socket
-    import subprocess
-    import sys
-    import time
+    """`python -m llama_cpp.server` on a GLASS GGUF: an OpenAI-style request on loopback gets the answer GLASS gives in
+    this process (which decoded 31 of its 48 tokens sparse and differs from the dense answer)."""
+    from glass_gguf.server import chat, llama_cpp_server
 
-    import httpx
+    messages = [{"role": "user", "content": "Say hello in one short sentence, then name three colours."}]
+    with llama_cpp_server(glass_model, log_path=tmp_path / "server.log", n_ctx=512) as server:
+        served = chat(server.url, messages, max_tokens=48)
+    assert "glass: enabled (density 0.500, lambda 0.500, auto mode)" in (tmp_path / "server.log").read_text()
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path / "server.log"
-    with open(log, "w") as err:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(glass_model), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "512", "--n_threads", "2", "--verbose", "true"],
-            stdout=err, stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError("server did not start:\n" + log.read_text()[-3000:])
-        reply = httpx.post(f"{url}/v1/chat/completions", timeout=120.0, json={
-            "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
-            "max_tokens": 16, "temperature": 0.0,
-        })
-        assert reply.status_code == 200, reply.text
-        answer = reply.json()
-        assert answer["choices"][0]["message"]["content"].strip()
-        assert answer["usage"]["completion_tokens"] > 0
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    assert "glass: enabled (density 0.500, lambda 0.500, auto mode)" in log.read_text()
+    def answer(llm):
+        out = llm.create_chat_completion(messages, max_tokens=48, temperature=0.0, seed=0)
+        assert out["usage"]["completion_tokens"] == 48, "the answer runs past the swap"
+        return out["choices"][0]["message"]["content"]
+
+    llm = make_llm(glass_model)
+    glass_answer = answer(llm)
+    assert_decoded_sparse(GlassSession(llm), exactly=sparse_after_swap(48))
+    dense = make_llm(glass_model)
+    GlassSession(dense).disable()
+    assert answer(dense) != glass_answer, "the sparse tokens changed the answer"
+    assert served == glass_answer
 
 
 def run_cli(*args):
@@ -441,6 +436,7 @@ def test_generate_prints_text_and_refuses_bad_density(smollm2_path):
     assert "Traceback" not in bad.stderr
 
 
+@pytest.mark.claims_sparse
 def test_a_sidecar_prior_runs_glass_on_a_stock_gguf(smollm2_path, tmp_path):
     from glass_gguf import glass_llama
     from glass_gguf.errors import PriorMismatch
@@ -452,7 +448,7 @@ def test_a_sidecar_prior_runs_glass_on_a_stock_gguf(smollm2_path, tmp_path):
     assert glass.params == {"density": 0.75, "lambda": 0.25, "mode": "auto"}
     assert all(glass.layer_info(il)[1] & 2 for il in range(glass.n_layer))  # every layer has its prior
     llm.create_completion(CHAT_PROMPT, max_tokens=24, temperature=0.0)
-    assert glass.state == "sparse"
+    assert_decoded_sparse(glass, exactly=sparse_after_swap(24))
 
     other = seeded_prior(smollm2_path)
     other.fingerprint = other.fingerprint.replace("llama", "qwen2")

@@ -14,13 +14,16 @@ from glass_gguf.glass_file import embed_prior
 from glass_gguf.runtime import GlassError, GlassSession
 from glass_gguf.server import chat as server_chat
 from glass_gguf.server import llama_cpp_server
-from test_lifecycle import decode_one_by_one, glass_model, make_llm  # noqa: F401  (the same model, contexts, decoding)
+from glass_checks import assert_decoded_sparse, sparse_after_swap
+from test_lifecycle import (decode_one_by_one, glass_answer_differing_from_dense, glass_model,  # noqa: F401
+                            make_llm)  # the same model, contexts, decoding
 
 pytestmark = pytest.mark.slow
 
 PROMPT = b"Write three sentences about the history of the printing press."
 
 
+@pytest.mark.claims_sparse
 def test_warm_up_tokens_decode_dense_then_select_as_if_they_were_prompt(glass_model, monkeypatch):
     monkeypatch.setenv("GLASS_GGUF_WARMUP", "6")
     llm = make_llm(glass_model, logits_all=True)
@@ -31,6 +34,7 @@ def test_warm_up_tokens_decode_dense_then_select_as_if_they_were_prompt(glass_mo
 
     tokens, logits, states = decode_one_by_one(llm, prompt, 10, declare_prompt_end=True)
     assert states == ["collect"] * 6 + ["sparse"] * 4
+    assert_decoded_sparse(GlassSession(llm), exactly=4)
     assert tokens[:6] == want_tokens
     for step in range(7):   # the prompt's last position and the six warm-up tokens: dense, bit for bit
         np.testing.assert_array_equal(logits[step], want_logits[step], err_msg=f"step {step}")
@@ -47,6 +51,7 @@ def test_warm_up_tokens_decode_dense_then_select_as_if_they_were_prompt(glass_mo
     assert min(jaccards) >= 0.98, jaccards
 
 
+@pytest.mark.claims_sparse
 def test_a_batch_across_refresh_points_gives_the_logits_of_single_tokens(glass_model):
     """A client may feed generated tokens in any batches (teacher forcing, speculative verification): the runtime
     splits a batch that crosses a collected position, so every position decodes as it would alone."""
@@ -56,6 +61,8 @@ def test_a_batch_across_refresh_points_gives_the_logits_of_single_tokens(glass_m
     prompt = llm.tokenize(PROMPT)
     tokens, want, _ = decode_one_by_one(llm, prompt, 24, declare_prompt_end=True)
     steps_one_by_one = glass.schedule()["steps"]
+    # positions 0-2 (warm-up) and 6, 10, 14, 18, 22 (refresh) decode dense and are collected: 16 of 24 sparse
+    assert_decoded_sparse(glass, exactly=16)
 
     llm.reset()
     glass.set_prompt_end(len(prompt))
@@ -64,8 +71,10 @@ def test_a_batch_across_refresh_points_gives_the_logits_of_single_tokens(glass_m
     got = llm.scores[len(prompt) - 1: len(prompt) + len(tokens)]
     np.testing.assert_array_equal(got, np.asarray(want))
     assert glass.schedule()["steps"] == steps_one_by_one == 1 + (24 - 3) // 4
+    assert_decoded_sparse(glass, exactly=16)
 
 
+@pytest.mark.claims_sparse
 def test_refresh_gives_the_same_answer_with_prompt_lookup_decoding(glass_model):
     """Drafted tokens that cross a refresh point and are rejected leave no trace: their rows are dropped and the
     selection goes back to the one made without them."""
@@ -77,6 +86,9 @@ def test_refresh_gives_the_same_answer_with_prompt_lookup_decoding(glass_model):
         glass = GlassSession(llm)
         glass.set_schedule(warmup=4, refresh=3, min_change=0.0)
         out = llm.create_completion(text, max_tokens=48, temperature=0.0)["choices"][0]["text"]
+        # of the 47 decoded positions, 0-3 warm up and 6, 9, ..., 45 refresh (14): at least 29 sparse (drafting
+        # verifies more)
+        assert_decoded_sparse(glass, min_tokens=47 - 4 - 14)
         return out, glass.schedule()
 
     plain, plain_schedule = answer()
@@ -111,19 +123,22 @@ def test_bad_schedules_are_refused_with_the_reason(glass_model, monkeypatch, cap
     assert "GLASS_GGUF_REFRESH=often is not a token count" in capfd.readouterr().err
 
 
+@pytest.mark.claims_sparse
 def test_server_with_refresh_answers_as_a_fresh_server_would(glass_model, tmp_path, monkeypatch):
     monkeypatch.setenv("GLASS_GGUF_WARMUP", "4")
     monkeypatch.setenv("GLASS_GGUF_REFRESH", "8")
     first = [{"role": "user", "content": "Write a haiku about autumn leaves."}]
     second = [{"role": "user", "content": "Explain in a few sentences why the sky is blue."}]
     with llama_cpp_server(glass_model, log_path=tmp_path / "a.log", n_ctx=1024) as server:
-        server_chat(server.url, first, max_tokens=32)
-        after_other = server_chat(server.url, second, max_tokens=32)
+        server_chat(server.url, first, max_tokens=48)
+        after_other = server_chat(server.url, second, max_tokens=48)
     with llama_cpp_server(glass_model, log_path=tmp_path / "b.log", n_ctx=1024) as server:
-        alone = server_chat(server.url, second, max_tokens=32)
-    assert after_other == alone
+        alone = server_chat(server.url, second, max_tokens=48)
+    # in this process, under the same schedule: 47 decoded positions, 0-3 warm up, 11, 19, ..., 43 refresh (5)
+    assert after_other == alone == glass_answer_differing_from_dense(glass_model, second, n=48, sparse=47 - 4 - 5)
 
 
+@pytest.mark.claims_sparse
 def test_background_compaction_gives_the_same_answer_with_prompt_lookup_decoding(glass_model, monkeypatch):
     """GLASS_GGUF_SWAP_AFTER=5: the first five generated tokens decode dense while the compaction runs; a drafted
     verification batch across the swap position is split there, so drafting changes nothing."""
@@ -134,7 +149,7 @@ def test_background_compaction_gives_the_same_answer_with_prompt_lookup_decoding
     def answer(**kw):
         llm = make_llm(glass_model, **kw)
         out = llm.create_completion(text, max_tokens=32, temperature=0.0)["choices"][0]["text"]
-        assert GlassSession(llm).state == "sparse"
+        assert_decoded_sparse(GlassSession(llm), min_tokens=sparse_after_swap(32, swap_after=5))
         return out
 
     assert answer(draft_model=LlamaPromptLookupDecoding(num_pred_tokens=8)) == answer()

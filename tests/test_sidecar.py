@@ -17,6 +17,7 @@ from glass_gguf.glass_file import sidecar_path, write_sidecar
 from glass_gguf.prior_file import Prior
 from glass_gguf.runtime import LAYER_HAS_PRIOR, GlassSession
 from glass_gguf.server import chat, llama_cpp_server
+from glass_checks import assert_decoded_sparse, sparse_after_swap
 
 pytestmark = pytest.mark.slow
 
@@ -45,13 +46,15 @@ def has_priors(glass):
     return all(glass.layer_info(il)[1] & LAYER_HAS_PRIOR for il in range(glass.n_layer))
 
 
+@pytest.mark.claims_sparse
 def test_a_sidecar_beside_the_model_is_picked_up(model_with_sidecar):
     llm = load(model_with_sidecar)
     glass = GlassSession(llm)
     assert glass.params == {"density": 0.75, "lambda": 0.25, "mode": "auto"}
     assert has_priors(glass)
-    llm.create_completion("The sky is blue because", max_tokens=24, temperature=0.0)  # past the swap
-    assert glass.state == "sparse"
+    out = llm.create_completion("The sky is blue because", max_tokens=24, temperature=0.0)  # past the swap
+    assert out["usage"]["completion_tokens"] == 24
+    assert_decoded_sparse(glass, exactly=sparse_after_swap(24))
 
 
 def test_glass_gguf_prior_points_at_a_sidecar_anywhere(smollm2_path, tmp_path, monkeypatch):
@@ -88,13 +91,29 @@ def write_sidecar_unchecked(path, prior):
     return write_prior(path, replace(prior, density=0.5, lam=0.5, shard=None), with_sums=False)
 
 
+@pytest.mark.claims_sparse
 def test_the_server_runs_glass_on_an_untouched_gguf_with_a_sidecar(model_with_sidecar, tmp_path):
+    """The server finds the sidecar and answers as GLASS does in this process: 31 of 48 tokens decoded sparse, an
+    answer that differs from the dense one."""
+    messages = [{"role": "user", "content": "Say hello, then name three colours and a fruit of each."}]
     with llama_cpp_server(model_with_sidecar, log_path=tmp_path / "server.log", n_ctx=512) as server:
-        assert chat(server.url, [{"role": "user", "content": "Say hello."}], max_tokens=24)
+        served = chat(server.url, messages, max_tokens=48)
     log = (tmp_path / "server.log").read_text()
     assert f"glass: prior from {sidecar_path(model_with_sidecar)}" in log
     assert "glass: enabled (density 0.750, lambda 0.250, auto mode)" in log
-    assert "glass: decoding sparse" in log
+
+    def answer(llm):
+        out = llm.create_chat_completion(messages, max_tokens=48, temperature=0.0, seed=0)
+        assert out["usage"]["completion_tokens"] == 48
+        return out["choices"][0]["message"]["content"]
+
+    llm = load(model_with_sidecar)
+    in_process = answer(llm)
+    assert_decoded_sparse(GlassSession(llm), exactly=sparse_after_swap(48))
+    dense = load(model_with_sidecar)
+    GlassSession(dense).disable()
+    assert answer(dense) != in_process, "the sparse tokens changed the answer"
+    assert served == in_process
 
 
 def test_a_named_pipe_as_the_model_fails_at_once(tmp_path):

@@ -101,6 +101,10 @@ def _logits(path, glass_first_k=None):
         assert all(np.array_equal(s, np.arange(glass_first_k)) for s in glass.selected())
         llm.reset()  # manual mode keeps the selection: the whole text runs sparse
     llm.eval(tokens)
+    if glass_first_k is not None:
+        from glass_checks import assert_decoded_sparse
+
+        assert_decoded_sparse(glass, exactly=len(tokens))
     return llm.scores[: len(tokens)].copy()
 
 
@@ -113,6 +117,7 @@ def _kl(p_logits, q_logits) -> float:
     return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
 
 
+@pytest.mark.claims_sparse
 def test_static_model_computes_what_glass_computes_at_the_same_selection(smollm2_path, tmp_path):
     """SmolLM2 statically cut to its first 768 neurons runs in stock llama.cpp (GLASS off) and gives the logits GLASS
     gives when it selects those 768 neurons: the same pruned FFN in the same types (Q4_1 down columns in the same
