@@ -1,25 +1,35 @@
 # Two commands for a fresh machine:
-#   make demo   set everything up (venv, patched llama-cpp-python) and run the main job on the bundled SmolLM2
-#   make test   set everything up and run the tests
+#   make demo   set up .venv (the patched llama-cpp-python, no torch) and run the main job on the bundled SmolLM2
+#   make test   set up everything the tests need (torch included) and run them
 PYTHON ?= python3
-# Where pip finds torch. Empty: the default index (on Linux, PyPI's torch is the CUDA build; pass
-# TORCH_INDEX=https://download.pytorch.org/whl/cpu for the CPU-only wheel, or a local mirror of it).
-TORCH_INDEX ?=
+# Where pip finds torch (make torch, make test). Default: PyTorch's CPU-only index (a few hundred MB; PyPI's torch
+# on Linux is the CUDA build, several GB). TORCH_INDEX= (empty) uses pip's own index settings.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup system-deps demo test clean-venv
+.PHONY: setup setup-runtime torch system-deps demo test clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-setup: $(BIN)/python
+# The runtime and the main job: the patched llama-cpp-python and the plot library, no torch.
+setup-runtime: $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[demo]"
 	$(BIN)/python tools/build_llama_cpp_python.py --venv $(VENV)
 
-demo: setup
+# torch (pinned; from TORCH_INDEX alone, its dependencies from pip's usual index) and the extras that use it: prior
+# and convert of an HF folder, hf-export, the torch backend of eval/sweep/results, tasks.
+torch: $(BIN)/python
+	$(BIN)/pip install --quiet --no-deps torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install --quiet -e ".[prior,eval]"
+
+# Everything the tests need.
+setup: setup-runtime torch
+	$(BIN)/pip install --quiet -e ".[test]"
+
+demo: setup-runtime
 	$(BIN)/glass-gguf demo
 
 # Debian packages the tests need besides a compiler and cmake: ccache (the wheel, the native tools and the stock

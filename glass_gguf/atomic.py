@@ -107,10 +107,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _remove(tmp)   # on a read-only folder there is nothing to remove, and unlink fails with EROFS itself
         _reraise(path, e)
 
 
@@ -144,6 +141,37 @@ def scratch_folder(path: str | os.PathLike) -> Iterator[Path]:
         _reraise(path, e)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove(tmp: Path) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
+    """Refuse, before any work, an output that cannot be written: the nearest existing folder on its way must take
+    a new entry (a temporary file, or for a folder output a temporary folder, made and removed at once). Nothing is
+    left behind; a read-only file system, a missing permission or a file where a folder should be is one
+    FileAccessError line."""
+    path = Path(path)
+    target = path.parent
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    if not target.is_dir():
+        raise FileAccessError(f"cannot write {path}: {target} is not a folder")
+    probe = temporary_name(target / path.name)
+    try:
+        if folder or target != path.parent:
+            probe.mkdir()
+            probe.rmdir()
+        else:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
+    except OSError as e:
+        _remove(probe)
+        raise FileAccessError(f"cannot write {path}: {e.strerror or e}") from e
 
 
 def _reraise(path, e: BaseException):

@@ -3,7 +3,10 @@
 Conventions every command follows:
 - `--json` prints one JSON object to stdout; progress, notes and warnings go to stderr.
 - Files are written to `-o/--output` (a plot to `--plot`), atomically.
+- Every option is checked before any work starts: numbers and names by their callbacks, outputs by no_overwrite
+  (not one of the inputs, and writable: a read-only folder is refused before an hour of work, not after).
 - `--threads` defaults to the physical core count.
+- One name, one meaning: `--warmup` is always generated tokens decoded dense first (glass.warmup).
 - An error the package raises on purpose (glass_gguf.errors, the runtime's), or a known outside failure (a missing
   optional dependency), is one `Error:` line; anything else is a bug and keeps its traceback. A GlassWarning is
   one `warning:` line on stderr.
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import click
 
+from . import __version__
 from .assets import MODELS
 from .convert import OUT_TYPES
 from .errors import SettingError
@@ -65,10 +69,41 @@ def one_line_errors():
         raise click.ClickException(advice) from e
 
 
+# `glass-gguf --help`: the commands in the order of the work, each in one line.
+SHORT_HELP = {
+    "demo": "the main job: prior, convert, then dense and GLASS side by side",
+    "fetch": "download a packaged GGUF into the cache, print its path",
+    "prior": "compute a model's global prior (from a GGUF: no torch)",
+    "prior-merge": "add up priors computed in shards",
+    "convert": "put a prior and GLASS's settings into a GGUF (or a sidecar)",
+    "card": "print a Hugging Face model card for a GLASS GGUF",
+    "inspect": "what a GGUF carries: model, glass.* keys, prior per layer",
+    "strip": "take GLASS out again: the original GGUF, byte for byte",
+    "generate": "answer a prompt with GLASS (or dense)",
+    "bench": "decode speed: dense, GLASS and the static ceiling",
+    "eval": "quality: PPL and KL against dense, per method and density",
+    "sweep": "choose prior kind, lambda, warm-up and layer split; write them",
+    "tasks": "classification accuracy under GRIFFIN's rule (torch)",
+    "results": "the full measurement of packaged models -> docs/results.md",
+    "hf-export": "dense float32 HF checkpoint of a GGUF (torch)",
+    "soak": "many requests to llama_cpp.server: memory and answers",
+    "build-native": "llama.cpp's own tools with GLASS, for here or ARM64",
+    "doctor": "the llama-cpp-python build in use, its GLASS API, the CPU",
+}
+
+
 class _Commands(click.Group):
     def invoke(self, ctx):
         with one_line_errors():
             return super().invoke(ctx)
+
+    def list_commands(self, ctx):
+        order = list(SHORT_HELP)
+        return sorted(self.commands, key=lambda name: (order.index(name) if name in order else len(order), name))
+
+    def add_command(self, cmd, name=None):
+        super().add_command(cmd, name)
+        cmd.short_help = cmd.short_help or SHORT_HELP.get(name or cmd.name)
 
 
 def emit(as_json: bool, record: dict, text: str = "") -> None:
@@ -126,16 +161,57 @@ def lambda_option(default=None, help="weight of the global rank (0 = GRIFFIN, 1 
     return click.option("--lambda", "lam", type=str, default=default, callback=_check_with(check_lambda), help=help)
 
 
-def no_overwrite(outputs, inputs) -> None:
-    """Refuse, before any work, an output that is one of the inputs (same path, symlink or hard link)."""
+MAX_TOKENS = 1 << 20   # the runtime's bound on glass.warmup and glass.refresh
+
+
+def warmup_option(default, help):
+    return click.option("--warmup", type=click.IntRange(0, MAX_TOKENS), default=default, help=help)
+
+
+def _refresh_period(ctx, param, value):
+    if value == 1:
+        raise click.BadParameter("refresh is 0 (off) or a period of at least 2 tokens")
+    return value
+
+
+def no_overwrite(outputs, inputs, folders=()) -> None:
+    """Refuse, before any work, an output that is one of the inputs (same path, symlink or hard link), or that
+    cannot be written (read-only file system, no permission, a file where a folder should be). `folders` are
+    output folders (written as a whole)."""
+    from .atomic import check_writable
     from .paths import check_outputs
 
-    check_outputs(outputs, inputs)
+    check_outputs([*outputs, *folders], inputs)
+    for out in outputs:
+        if out is not None:
+            check_writable(out)
+    for out in folders:
+        if out is not None:
+            check_writable(out, folder=True)
 
 
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+EPILOG = """\b
+Start here:
+  glass-gguf demo                        the main job on the bundled SmolLM2-135M (what make demo runs)
+  glass-gguf prior MODEL.gguf -o p.gguf  a prior, computed by llama.cpp from the GGUF itself
+  glass-gguf convert MODEL.gguf --prior p.gguf -o MODEL.glass.gguf --density 0.5
+  glass-gguf card MODEL.glass.gguf -o README.md     its Hugging Face model card
+
+\b
+Every command: --json prints one JSON object to stdout (progress and notes on stderr); files are
+written with -o/--output; --threads defaults to one per physical core; every option is checked
+before work starts; a refusal is one "Error:" line. Commands that need torch (prior and convert
+of an HF folder, hf-export, eval/sweep/results with the torch backend, tasks) say how to install it.
+"""
+
+
+@click.group(cls=_Commands, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 118})
+@click.version_option(__version__, "-V", "--version", prog_name="glass-gguf", message="%(prog)s %(version)s")
 def main() -> None:
-    """GLASS: prompt-aware FFN sparsification for llama.cpp GGUF models."""
+    """GLASS for llama.cpp: keep only the FFN neurons that matter for this prompt (chosen from the prompt and a
+    prior shipped inside the GGUF), so quantized models decode faster. One GLASS GGUF works with plain
+    llama-cpp-python, its server and llama.cpp's own tools."""
 
 
 @main.command()
@@ -163,7 +239,7 @@ def fetch(name, as_json):
     """Download a packaged GGUF from PyPI into the cache, check its sha256, print its path."""
     from .assets import model_path
 
-    path = model_path(MODELS[name])
+    path = model_path(MODELS[name], progress=True)
     emit(as_json, {"name": name, "path": str(path), "sha256": MODELS[name].sha256}, str(path))
 
 
@@ -238,17 +314,26 @@ def prior_merge(priors, output, as_json):
          f"wrote {output}: {p.kind} prior from {len(priors)} files, {p.tokens} tokens")
 
 
+def _old_output_folder(ctx, param, value):
+    if value:
+        raise click.UsageError(f"the output folder is given with -o: glass-gguf hf-export MODEL -o {value}")
+    return None
+
+
 @main.command("hf-export")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--overwrite", is_flag=True, help="replace OUT_DIR if it exists")
+@click.argument("old_out_dir", required=False, metavar="", expose_value=False, callback=_old_output_folder)
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="HF checkpoint folder to write")
+@click.option("--overwrite", is_flag=True, help="replace the output folder if it exists")
 @json_option
 def hf_export_cmd(model, out_dir, overwrite, as_json):
-    """Write a dense float32 HF checkpoint (weights, config, tokenizer) of a GGUF model into OUT_DIR."""
+    """A dense float32 HF checkpoint (weights, config, tokenizer) of a GGUF, to compute a prior or run the torch
+    backend from (needs torch)."""
     from .hf_export import hf_export
 
-    no_overwrite([out_dir], [model])
-    hf_export(model, out_dir, overwrite=overwrite)
+    no_overwrite([], [model], folders=[out_dir])
+    hf_export(model, out_dir, overwrite=overwrite, progress=True)
     emit(as_json, {"output": str(out_dir)}, f"wrote {out_dir}")
 
 
@@ -261,14 +346,24 @@ def hf_export_cmd(model, out_dir, overwrite, as_json):
 @click.option("--outtype", type=click.Choice(OUT_TYPES), default="f16", help="GGUF type when MODEL is an HF folder")
 @density_option(DEFAULT_DENSITY, "default density stored (glass.density)")
 @lambda_option(DEFAULT_LAMBDA_WITH_PRIOR, "default weight of the global rank stored (glass.lambda)")
+@warmup_option(None, "generated tokens decoded dense and collected before the first selection (glass.warmup) "
+                     "[default: none stored, the runtime selects from the prompt]")
+@click.option("--refresh", type=click.IntRange(0, MAX_TOKENS), default=None, callback=_refresh_period,
+              help="every R-th generated token decoded dense, collected, selection redone (glass.refresh; 0: never)")
+@click.option("--layer-split", type=str, default="0", callback=lambda ctx, param, v: _check_with(_layer_split)(
+              ctx, param, v), help="strength of the per-layer density split (glass.layer_scale; 0: uniform density; "
+                                   "docs/refresh.md, \"Per-layer density\")")
 @click.option("--sidecar", is_flag=True, help="write the prior next to an untouched model instead of into it")
 @click.option("--portable", is_flag=True,
               help="store the prior as metadata keys, which stock llama.cpp ignores (it loads the file as a dense "
                    "model), instead of tensors")
 @threads_option("threads for quantization")
 @json_option
-def convert(model, prior_path, output, outtype, density, lam, sidecar, portable, threads, as_json):
-    """Add a prior to MODEL (a GGUF, copied unchanged, or an HF folder, converted with llama.cpp's tools)."""
+def convert(model, prior_path, output, outtype, density, lam, warmup, refresh, layer_split, sidecar, portable,
+            threads, as_json):
+    """Add a prior and GLASS's settings to MODEL (a GGUF, copied unchanged, or an HF folder, converted with
+    llama.cpp's tools). The settings `sweep` chooses (--lambda, --warmup, --refresh, --layer-split) can be given
+    here directly."""
     from . import schema
     from .glass_file import embed_prior, sidecar_path, write_sidecar
     from .prior_file import read_prior
@@ -286,17 +381,29 @@ def convert(model, prior_path, output, outtype, density, lam, sidecar, portable,
     p = read_prior(prior_path)
     if p.shard is not None:
         click.echo(f"warning: {prior_path} is shard {p.shard} only; merge the shards with prior-merge", err=True)
+    settings = _glass_settings(p, density, lam, warmup, refresh, layer_split)
     written = {}
     if Path(model).is_dir():
-        written = _convert_hf(Path(model), p, Path(output), outtype, density, lam, sidecar, threads, form)
+        written = _convert_hf(Path(model), p, Path(output), outtype, settings, sidecar, threads, form)
     elif sidecar:
-        written["sidecar"] = write_sidecar(model, p, output, density=density, lam=lam)
+        written["sidecar"] = write_sidecar(model, p, output, **settings)
     else:
-        written["output"] = embed_prior(model, p, output, density=density, lam=lam, form=form)
+        written["output"] = embed_prior(model, p, output, **settings, form=form)
     emit(as_json, {k: str(v) for k, v in written.items()}, "\n".join(f"wrote {v}" for v in written.values()))
 
 
-def _convert_hf(hf_dir: Path, p, output: Path, outtype, density, lam, sidecar, threads, form) -> dict:
+def _glass_settings(p, density, lam, warmup, refresh, layer_split) -> dict:
+    """The glass.* settings convert and sweep write (glass_file.embed_prior / write_sidecar keywords); the per-layer
+    factors of a split come from the prior at the file's density, as sweep computes them (results.swept_layer_scale)."""
+    scale = None
+    if layer_split:
+        from .results import swept_layer_scale
+
+        scale = swept_layer_scale(p, density, layer_split)
+    return {"density": density, "lam": lam, "warmup": warmup, "refresh": refresh, "layer_scale": scale}
+
+
+def _convert_hf(hf_dir: Path, p, output: Path, outtype, settings: dict, sidecar, threads, form) -> dict:
     """convert of an HF folder: llama.cpp's converter (and quantizer), then the prior into or beside the GGUF."""
     from .atomic import scratch_folder
     from .convert import hf_to_gguf
@@ -308,10 +415,10 @@ def _convert_hf(hf_dir: Path, p, output: Path, outtype, density, lam, sidecar, t
     click.echo(f"converting {hf_dir} to {outtype} with llama.cpp's convert_hf_to_gguf.py", err=True)
     if sidecar:
         stock = hf_to_gguf(hf_dir, output, outtype, threads)
-        return {"output": stock, "sidecar": write_sidecar(stock, p, sidecar_path(stock), density=density, lam=lam)}
+        return {"output": stock, "sidecar": write_sidecar(stock, p, sidecar_path(stock), **settings)}
     with scratch_folder(output) as tmp:
         stock = hf_to_gguf(hf_dir, tmp / "stock.gguf", outtype, threads)
-        return {"output": embed_prior(stock, p, output, density=density, lam=lam, form=form)}
+        return {"output": embed_prior(stock, p, output, **settings, form=form)}
 
 
 @main.command()
@@ -345,14 +452,43 @@ def inspect(path, as_json, plot):
             raise click.BadParameter(f"{path} carries no prior to plot", param_hint="--plot")
         info["plot"] = str(plot_prior(read_prior(path), plot))
     if as_json:
-        return emit(True, info)
-    _echo_pairs([(k, v) for k, v in info.items() if k not in ("glass", "prior", "warnings")]
-                + list(info["glass"].items()), 32)
-    if "prior" in info:
-        click.echo(f"{'layer':>5} {'n':>6} {'min':>10} {'mean':>10} {'max':>10} {'top10%':>7}")
-        for r in info["prior"]:
-            click.echo(f"{r['layer']:5d} {r['n']:6d} {r['min']:10.4g} {r['mean']:10.4g} {r['max']:10.4g} "
-                       f"{r['top10_share']:7.1%}")
+        emit(True, info)
+    else:
+        _echo_pairs([(k, v) for k, v in info.items() if k not in ("glass", "prior", "warnings", "invalid")]
+                    + list(info["glass"].items()), 32)
+        if "prior" in info:
+            click.echo(f"{'layer':>5} {'n':>6} {'min':>10} {'mean':>10} {'max':>10} {'top10%':>7}")
+            for r in info["prior"]:
+                click.echo(f"{r['layer']:5d} {r['n']:6d} {r['min']:10.4g} {r['mean']:10.4g} {r['max']:10.4g} "
+                           f"{r['top10_share']:7.1%}")
+    if "invalid" in info:
+        raise click.ClickException(f"{Path(path).name} is invalid: {info['invalid']}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the card here (e.g. README.md) "
+              "instead of printing it")
+@click.option("--base-model", help="the Hugging Face repository the GGUF was made from (ORG/NAME) [default: the "
+                                   "file's general.base_model, or the packaged model's]")
+@json_option
+def card(model, output, base_model, as_json):
+    """A Hugging Face model card (README.md) for a GLASS GGUF: base model, GLASS's settings, the prior's provenance
+    and calibration, what this repository measured on the model, and how to run it."""
+    from .atomic import write_text
+    from .card import card as make_card
+
+    no_overwrite([output], [model])
+    facts, text = make_card(model, base_model)
+    if facts.base_model is None:
+        click.echo(f"note: {Path(model).name} names no base model; pass --base-model ORG/NAME so that Hugging Face "
+                   "links the card to it", err=True)
+    if output:
+        write_text(output, text)
+    if as_json:
+        return emit(True, {"output": str(output) if output else None, "base_model": facts.base_model,
+                           "packaged_model": facts.packaged, "card": text})
+    click.echo(f"wrote {output}" if output else text, nl=bool(output))
 
 
 # --- runtime: generate, bench (docs/runtime.md) ----------------------------------------------------------------------
@@ -654,11 +790,9 @@ def sweep(model, hf, prior_files, threads, as_json, n_prompts, densities, lambda
         files = {read_prior(f).kind: f for f in prior_files}
         p = read_prior(files.get(kind, model))
         write = write_sidecar if sidecar else embed_prior
-        from .results import swept_layer_scale
-
-        scale = swept_layer_scale(p, density, split)
-        out["output"] = str(write(model, p, output, density=density, lam=choice["lambda"],
-                                  warmup=schedule["warmup"], refresh=schedule["refresh"], layer_scale=scale))
+        settings = _glass_settings(p, density, choice["lambda"], schedule["warmup"], schedule["refresh"], split)
+        scale = settings["layer_scale"]
+        out["output"] = str(write(model, p, output, **settings))
         lines.append(f"wrote {out['output']}: glass.lambda {choice['lambda']:g}, glass.warmup {schedule['warmup']}, "
                      f"glass.refresh {schedule['refresh']}, glass.layer_scale "
                      f"{'(uniform: none)' if scale is None else f'for split {split:g}'}, {kind} prior")
@@ -717,14 +851,19 @@ def results(models, output, n_prompts, n_sweep_prompts, gen_tokens, task_limit, 
     """Run the full quality measurement per model and write docs/results.md (tables and plots)."""
     from .results import render, run_model
 
+    from .results import STAGES
+
     if unknown := [m for m in eval_methods if m not in METHODS]:
         raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(METHODS)}", param_hint="--eval-methods")
+    if unknown := [m for m in models if m not in MODELS]:
+        raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(MODELS)}", param_hint="--models")
+    if unknown := [s for s in stages if s not in STAGES]:
+        raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(STAGES)}", param_hint="--stages")
     md_path = Path(output)
     out_dir = md_path.parent / "results"
+    no_overwrite([md_path], [], folders=[out_dir])
     files = []
     for name in models if not render_only else []:
-        if name not in MODELS:
-            raise click.BadParameter(f"unknown model {name!r}; choose from {', '.join(MODELS)}", param_hint="--models")
         files += run_model(name, out_dir, n_eval=n_prompts, n_sweep=n_sweep_prompts, gen_tokens=gen_tokens,
                            task_limit=task_limit, densities=densities, threads=threads, force=force, stages=stages,
                            prior_tokens=prior_tokens, eval_lambdas=eval_lambdas, eval_methods=eval_methods)
@@ -742,8 +881,7 @@ def results(models, output, n_prompts, n_sweep_prompts, gen_tokens, task_limit, 
 @click.option("--prior-tokens", type=click.IntRange(16), default=4096, help="self-generated calibration tokens")
 @click.option("--gen-tokens", type=click.IntRange(4), default=128, help="tokens generated per run")
 @click.option("--repeats", type=click.IntRange(1), default=3, help="speed repeats (medians)")
-@click.option("--warmup", type=click.IntRange(0, 1 << 20), default=16,
-              help="generated tokens decoded dense and collected before the selection (glass.warmup)")
+@warmup_option(16, "generated tokens decoded dense and collected before the selection (glass.warmup)")
 @click.option("--model", "model_name", type=click.Choice(sorted(MODELS)), default="smollm2-135m",
               help="the packaged model to run (glass-gguf fetch names)")
 @threads_option()
@@ -752,6 +890,7 @@ def demo(output, density, lam, densities, prior_tokens, gen_tokens, repeats, war
     """The whole pipeline on the bundled SmolLM2-135M: prior from the GGUF, convert, dense vs GLASS side by side."""
     from .demo import DemoSettings, run_demo
 
+    no_overwrite([], [], folders=[output])
     settings = DemoSettings(Path(output), density, lam, tuple(densities), prior_tokens, gen_tokens=gen_tokens,
                             repeats=repeats, threads=threads, progress=True, warmup=warmup, model=model_name)
     r = run_demo(settings)

@@ -36,10 +36,29 @@ class ExportError(GlassGGUFError):
     """A GGUF cannot be exported to a Hugging Face checkpoint; the message says why."""
 
 
-# The optional dependencies and the extra that installs each (pyproject.toml): a command that imports one that is
-# missing fails with ModuleNotFoundError, which the command line turns into `pip install 'glass-gguf[extra]'`.
+# The optional dependencies and what installs each (pyproject.toml): a command that imports one that is missing fails
+# with ModuleNotFoundError, which the command line turns into one line naming the command that installs it.
 EXTRAS = {"torch": "prior", "transformers": "prior", "safetensors": "prior", "accelerate": "prior",
-          "sentencepiece": "prior", "matplotlib": "eval", "pyarrow": "eval"}
+          "sentencepiece": "prior", "matplotlib": "demo", "pyarrow": "eval"}
+
+
+def install_command(extra: str) -> str:
+    """The command that installs `extra` into the environment running glass-gguf, from this repository (the package
+    is installed from a clone, `pip install -e`, and not published). The extras with torch go through `make torch`,
+    which takes torch from PyTorch's CPU-only index, when this runs from the repository's .venv."""
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    in_repo_venv = Path(sys.prefix).resolve() == (repo / ".venv").resolve()
+    if extra != "demo" and in_repo_venv and (repo / "Makefile").exists():
+        return f"make -C {repo} torch"
+    pip = f"{Path(sys.executable).parent / 'pip'}"
+    target = f'-e "{repo}[{extra}]"' if (repo / "pyproject.toml").exists() else f"'glass-gguf[{extra}]'"
+    if extra == "demo":
+        return f"{pip} install {target}"
+    return (f"{pip} install --no-deps torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu && "
+            f"{pip} install {target}")
 
 
 def missing_extra(e: ModuleNotFoundError) -> str | None:
@@ -47,7 +66,7 @@ def missing_extra(e: ModuleNotFoundError) -> str | None:
     root = (e.name or "").split(".")[0]
     if root not in EXTRAS:
         return None
-    return f"this command needs {root}, which is not installed: pip install 'glass-gguf[{EXTRAS[root]}]'"
+    return f"this command needs {root}, which is not installed: {install_command(EXTRAS[root])}"
 
 
 class FileAccessError(GlassGGUFError):

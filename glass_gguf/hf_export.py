@@ -13,8 +13,10 @@ from .errors import ExportError
 from .gguf_reader import open_gguf
 
 
-def hf_export(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write config, float32 safetensors, generation config and tokenizer of `gguf_path` into `out_dir`."""
+def hf_export(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False,
+              progress: bool = False) -> Path:
+    """Write config, float32 safetensors, generation config and tokenizer of `gguf_path` into `out_dir`; with
+    `progress`, a bar of the three steps on stderr (transformers adds its own for the tensors it dequantizes)."""
     gguf_path = Path(gguf_path).resolve()
     out_dir = Path(out_dir).resolve()
     if not gguf_path.is_file():
@@ -24,18 +26,26 @@ def hf_export(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *, overw
             raise ExportError(f"{out_dir} already exists (pass --overwrite to replace it)")
     open_gguf(gguf_path)  # a corrupt or truncated file gets gguf_reader's message, not transformers' traceback
     import torch
+    from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    with atomic_folder(out_dir) as tmp:
+    with atomic_folder(out_dir) as tmp, tqdm(total=3, desc=f"hf-export {gguf_path.name}", unit="step",
+                                             disable=not progress) as bar:
         kwargs = dict(gguf_file=gguf_path.name)
         try:
+            bar.set_postfix_str("dequantizing the weights")
             model = AutoModelForCausalLM.from_pretrained(
                 str(gguf_path.parent), **kwargs, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
             )
+            bar.update()
+            bar.set_postfix_str("reading the tokenizer")
             tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
+            bar.update()
         except (ValueError, KeyError, NotImplementedError, OSError) as e:
             raise ExportError(f"{gguf_path.name}: transformers cannot load it: {str(e).splitlines()[0]}") from e
+        bar.set_postfix_str("writing safetensors")
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        bar.update()
         del model
     return out_dir

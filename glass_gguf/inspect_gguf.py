@@ -1,5 +1,7 @@
 """What a GGUF is (model, GLASS model, prior file, sidecar), its FFN shape, glass.* keys, the form of its prior
-(tensors or metadata) and a per-layer summary of it. The file is checked first (validate.checked_records)."""
+(tensors or metadata) and a per-layer summary of it. The file is checked first (validate.checked_records); a prior
+file or sidecar whose layers do not match the model its fingerprint names (a layer missing, or of another length)
+is described all the same, with `invalid` saying why it cannot be used."""
 from __future__ import annotations
 
 import os
@@ -41,7 +43,29 @@ def inspect_file(path: str | os.PathLike) -> dict:
         if records.warnings:
             out["warnings"] = records.warnings
         out["prior"] = [layer_summary(i, s) for i, s in enumerate(records.scores)]
+        if not has_model:
+            problem = prior_shape_problem(keys.get(schema.KEY_MODEL_FINGERPRINT, ""), records.scores)
+            if problem:
+                out["invalid"] = problem
     return out
+
+
+def prior_shape_problem(fingerprint: str, scores: list) -> str | None:
+    """What is wrong with a prior's layers for the model its fingerprint names (glass-fp1:ARCH:LxExF:...: L layers
+    of F neurons each, F "var" when the layers differ), or None."""
+    shape = fingerprint.split(":")[2] if fingerprint.count(":") >= 4 else ""
+    try:
+        n_layer, _, n_ff = shape.split("x")
+        n_layer = int(n_layer)
+    except ValueError:
+        return None
+    if len(scores) != n_layer:
+        return f"the prior has {len(scores)} layers, the model it was computed for has {n_layer}"
+    if n_ff != "var":
+        for i, s in enumerate(scores):
+            if len(s) != int(n_ff):
+                return f"layer {i} has {len(s)} values, the model it was computed for has {n_ff} FFN neurons per layer"
+    return None
 
 
 def _file_type(has_model: bool, keys: dict, gtype) -> str:

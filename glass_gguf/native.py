@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -62,8 +63,10 @@ AARCH64_CPUS = build_tool().AARCH64_CPUS if BUILD_TOOL.exists() else ()
 @click.option("--only", multiple=True, type=click.Choice(NATIVE_TOOLS),
               help="Build only this tool (repeatable). Default: all five.")
 @click.option("--print-path", is_flag=True, help="Print only the directory of the binaries.")
-def build_native(target: str, cpu: str | None, only: tuple[str, ...], print_path: bool) -> None:
-    """Build llama-cli, llama-completion, llama-server, llama-bench and llama-imatrix with the GLASS patches.
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object to stdout")
+def build_native(target: str, cpu: str | None, only: tuple[str, ...], print_path: bool, as_json: bool) -> None:
+    """Build llama.cpp's own tools (llama-cli, llama-completion, llama-server, llama-bench, llama-imatrix) with
+    the GLASS patches, for this machine or a static ARM64 device (docs/deploying.md).
 
     Same pinned sdist and patch series as the Python wheel, cached under the same kind of key; with ccache the host
     build reuses the wheel's objects. Checks the prerequisites first and names the fix for each missing one.
@@ -71,8 +74,11 @@ def build_native(target: str, cpu: str | None, only: tuple[str, ...], print_path
     if cpu and target != "aarch64":
         raise click.BadParameter("applies to --target aarch64 only", param_hint="--cpu")
     bin_dir = native_binaries(target, cpu, only)
-    if print_path:
+    tools = only or NATIVE_TOOLS
+    if as_json:
+        click.echo(json.dumps({"bin_dir": str(bin_dir), "tools": [str(bin_dir / name) for name in tools]}, indent=2))
+    elif print_path:
         click.echo(bin_dir)
-        return
-    for name in only or NATIVE_TOOLS:
-        click.echo(bin_dir / name)
+    else:
+        for name in tools:
+            click.echo(bin_dir / name)

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from .server import chat, llama_cpp_server, rss_mb
+from .settings import physical_cores
 
 
 def request_plan(questions: list[dict], n_requests: int) -> list[tuple[int, int]]:
@@ -91,19 +92,35 @@ def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: 
     }
 
 
+def _renamed(new: str):
+    def callback(ctx, param, value):
+        if value is not None:
+            raise click.BadParameter(f"renamed: use {new}")
+    return callback
+
+
 @click.command("soak")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--requests", "n_requests", type=click.IntRange(1), default=300, help="chat requests to send")
 @click.option("--gen-tokens", type=click.IntRange(1), default=48, help="max tokens per answer")
 @click.option("--n-ctx", type=click.IntRange(64), default=2048, help="server context size")
-@click.option("--threads", type=click.IntRange(1), default=2, help="server threads")
-@click.option("--warmup", type=click.IntRange(1), default=30, help="requests before the memory baseline")
-@click.option("--log", "log_path", type=click.Path(dir_okay=False), default="soak-server.log", help="server log")
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def soak_command(model, n_requests, gen_tokens, n_ctx, threads, warmup, log_path, as_json):
+@click.option("--threads", type=click.IntRange(1), default=physical_cores(),
+              help="server threads (default: one per physical core)")
+@click.option("--warmup-requests", type=click.IntRange(1), default=30,
+              help="requests before the memory baseline is taken")
+@click.option("-o", "--output", "log_path", type=click.Path(dir_okay=False), default="soak-server.log",
+              help="the server's log")
+@click.option("--warmup", hidden=True, expose_value=False, callback=_renamed("--warmup-requests (requests; "
+              "--warmup elsewhere means generated tokens decoded dense)"))
+@click.option("--log", hidden=True, expose_value=False, callback=_renamed("-o/--output"))
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object to stdout")
+def soak_command(model, n_requests, gen_tokens, n_ctx, threads, warmup_requests, log_path, as_json):
     """Soak llama_cpp.server with GLASS: RSS growth after warm-up and answers that differ from a fresh context's."""
+    from .atomic import check_writable
+
+    check_writable(log_path)
     result = run_soak(model, n_requests=n_requests, max_tokens=gen_tokens, n_ctx=n_ctx, threads=threads,
-                      warmup=min(warmup, n_requests), log_path=log_path,
+                      warmup=min(warmup_requests, n_requests), log_path=log_path,
                       progress=lambda msg: click.echo(msg, err=True))
     if as_json:
         click.echo(json.dumps(result, indent=2))

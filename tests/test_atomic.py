@@ -77,3 +77,30 @@ def test_a_folder_that_cannot_be_made_is_one_line(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(FileAccessError, match="^cannot write .*/file/out.json: "):
         atomic.write_text(tmp_path / "file" / "out.json", "{}")
+
+
+def test_a_real_read_only_folder_is_one_line(tmp_path):
+    """On a read-only file system the temporary file is never created: removing it fails too (EROFS), and that
+    must not replace the one line."""
+    import shutil
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode != 0:
+        pytest.skip("no mount namespaces here (unshare -m)")
+    code = ("import sys; from glass_gguf import atomic, errors\n"
+            "try: atomic.write_text(sys.argv[1], '{}')\n"
+            "except errors.FileAccessError as e: print(e)\n")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$1" "$1" && shift && exec "$@"', "sh",
+                        str(tmp_path), sys.executable, "-c", code, str(tmp_path / "out.json")],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout == f"cannot write {tmp_path / 'out.json'}: Read-only file system\n"
+
+
+def test_check_writable_refuses_before_any_work_and_leaves_nothing(tmp_path):
+    atomic.check_writable(tmp_path / "out.gguf")
+    atomic.check_writable(tmp_path / "new" / "deeper" / "out.gguf")    # folders to be made: their parent is probed
+    atomic.check_writable(tmp_path / "folder", folder=True)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileAccessError, match=f"^cannot write {tmp_path}/file/out.gguf: {tmp_path}/file is not a"):
+        atomic.check_writable(tmp_path / "file" / "out.gguf")
