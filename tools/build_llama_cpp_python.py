@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,46 @@ def sha256_of(path: Path) -> str:
 
 def log(msg: str) -> None:
     print(f"[build] {msg}", file=sys.stderr, flush=True)
+
+
+_STEP = re.compile(r"\[(\d+)/(\d+)\]")   # ninja's "[N/M] ..." (and make's "[ N%]" is not counted)
+
+
+def run_with_progress(cmd: list, what: str, log_path: Path, **kwargs) -> None:
+    """Run a build command with one progress bar on stderr instead of its output, which goes to `log_path`.
+
+    The bar counts ninja's [N/M] steps (redrawn in place on a terminal, every 10% otherwise). On failure the last
+    40 lines of the log are shown and CalledProcessError is raised, as subprocess.run(check=True) does.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tty = sys.stderr.isatty()
+    shown = -1
+    started = time.monotonic()
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                                **kwargs)
+        for line in proc.stdout:
+            log_file.write(line)
+            m = _STEP.search(line)
+            if not m:
+                continue
+            done, total = int(m.group(1)), int(m.group(2))
+            pct = 100 * done // max(total, 1)
+            if tty:
+                bar = "#" * (pct * 30 // 100)
+                print(f"\r[build] {what}: [{bar:30}] {done}/{total} {time.monotonic() - started:4.0f} s",
+                      end="", file=sys.stderr, flush=True)
+            elif pct // 10 > shown:
+                shown = pct // 10
+                log(f"{what}: {done}/{total} steps ({pct}%), {time.monotonic() - started:.0f} s")
+        status = proc.wait()
+    if tty:
+        print(file=sys.stderr)   # end the line the bar was redrawn on
+    if status != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-40:]
+        print("\n".join(tail), file=sys.stderr)
+        log(f"{what} failed; the whole output is in {log_path}")
+        raise subprocess.CalledProcessError(status, cmd)
 
 
 # What each build needs, how to tell it is there, and the one line that installs it (Debian/Ubuntu).
@@ -272,10 +313,10 @@ def build_wheel(src: Path, key: str) -> Path:
     log("building the wheel (about 10 minutes on 2 cores; less when ccache has the objects)")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", tmp,
+        run_with_progress(  # -v: pip passes the compiler's steps on, which the progress bar counts
+            [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", tmp,
              "--config-settings", f"build-dir={build_dir}", str(src)],
-            check=True, env=env,
+            "compiling the wheel", src.parent / "wheel-build.log", env=env,
         )
         (wheel,) = Path(tmp).glob("*.whl")
         wheels.mkdir(parents=True, exist_ok=True)
@@ -338,8 +379,8 @@ def build_native(src: Path, wheel_key: str, target: str, cpu: str | None, tools:
             check=True, env=env, stdout=sys.stderr,
         )
     log(f"building {', '.join(todo)} for {target}{f' ({cpu})' if cpu else ''}")
-    subprocess.run(["cmake", "--build", str(build), "--parallel", str(os.cpu_count() or 2), "--target", *todo],
-                   check=True, env=env, stdout=sys.stderr)
+    run_with_progress(["cmake", "--build", str(build), "--parallel", str(os.cpu_count() or 2), "--target", *todo],
+                      f"compiling {target} tools", build / "glass-gguf-build.log", env=env)
     seconds = time.monotonic() - started
     log(f"built in {seconds:.0f} s{ccache_summary(env, before)}")
     info = {"key": native_key(wheel_key, target, cpu), "wheel_key": wheel_key, "target": target, "cpu": cpu,
