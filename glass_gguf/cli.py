@@ -263,7 +263,8 @@ def fetch(name, as_json):
 @json_option
 def prior(source, output, kind, calibration, tokens, seq_len, batch_size, seed, shard, threads, from_imatrix,
           as_json):
-    """Compute the global prior of SOURCE, a GGUF (llama.cpp) or an HF checkpoint folder (docs/priors.md)."""
+    """Compute the global prior of SOURCE: a GGUF (by the patched llama.cpp, no torch) or an HF checkpoint folder
+    (torch); docs/priors.md."""
     from .prior_file import write_prior
 
     no_overwrite([output], [source, from_imatrix, *(c for c in calibration if c != "self")])
@@ -887,7 +888,8 @@ def results(models, output, n_prompts, n_sweep_prompts, gen_tokens, task_limit, 
 @threads_option()
 @json_option
 def demo(output, density, lam, densities, prior_tokens, gen_tokens, repeats, warmup, model_name, threads, as_json):
-    """The whole pipeline on the bundled SmolLM2-135M: prior from the GGUF, convert, dense vs GLASS side by side."""
+    """The main job (make demo) on a packaged model, SmolLM2-135M by default: a prior computed from the GGUF,
+    convert, then dense and GLASS answer the same prompt side by side, with speed and KL at every density."""
     from .demo import DemoSettings, run_demo
 
     no_overwrite([], [], folders=[output])

@@ -56,13 +56,13 @@ AARCH64_CPUS = build_tool().AARCH64_CPUS if BUILD_TOOL.exists() else ()
 
 @click.command("build-native")
 @click.option("--target", type=click.Choice(["host", "aarch64"]), default="host", show_default=True,
-              help="host: this machine (the wheel's portable x86-64 flags); aarch64: static cross build for ARM64.")
+              help="host: this machine (the wheel's portable x86-64 flags); aarch64: static cross build for ARM64")
 @click.option("--cpu", type=click.Choice(AARCH64_CPUS), default=None,
               help="GGML_CPU_ARM_ARCH for --target aarch64: armv8-a runs on any 64-bit ARM; armv8.2-a+dotprod "
                    "needs the asimddp feature (Cortex-A55/A75 and later)  [default: armv8-a]")
 @click.option("--only", multiple=True, type=click.Choice(NATIVE_TOOLS),
-              help="Build only this tool (repeatable). Default: all five.")
-@click.option("--print-path", is_flag=True, help="Print only the directory of the binaries.")
+              help="build only this tool (repeatable) [default: all five]")
+@click.option("--print-path", is_flag=True, help="print only the directory of the binaries")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object to stdout")
 def build_native(target: str, cpu: str | None, only: tuple[str, ...], print_path: bool, as_json: bool) -> None:
     """Build llama.cpp's own tools (llama-cli, llama-completion, llama-server, llama-bench, llama-imatrix) with
