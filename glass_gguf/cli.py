@@ -145,6 +145,16 @@ def _names(ctx, param, value):
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _names_of(allowed):
+    """A callback for comma-separated names, each one of `allowed` (refused before any work)."""
+    def callback(ctx, param, value):
+        names = _names(ctx, param, value)
+        if unknown := [n for n in names if n not in allowed]:
+            raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(allowed)}")
+        return names
+    return callback
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON object to stdout")
 
 
@@ -704,7 +714,7 @@ def _write_json(output, record: dict) -> None:
               help="jsonl with a 'prompt' field or MT-Bench 'turns' [default: MT-Bench first turns, eval split]")
 @click.option("--n-prompts", type=click.IntRange(1), help="use N prompts, evenly spaced [default: all]")
 @densities_list("0.5,0.75")
-@click.option("--methods", default="dense,griffin,static,glass", callback=_names,
+@click.option("--methods", default="dense,griffin,static,glass", callback=_names_of(METHODS),
               help="of dense, griffin, static, glass, random, oracle (the mask of the dense answer itself)")
 @lambdas_list("0.25,0.5,0.75")
 @click.option("--schedules", default="0:0", callback=_schedules,

@@ -429,3 +429,9 @@ def test_an_output_under_a_file_is_refused_before_any_work(files, tmp_path):
                                             f"{tmp_path / 'a-file'} is not a folder\n"
     r = run("demo", "-o", tmp_path / "a-file" / "demo")
     assert r.exit_code == 1 and r.output.startswith("Error: cannot write ")
+
+
+def test_eval_refuses_an_unknown_method_before_loading_anything(files):
+    model, prior, _ = files
+    r = run("eval", model, "--prior", prior, "--methods", "dense,glas")
+    assert r.exit_code == 2 and "--methods" in r.output and "unknown ['glas']" in r.output
