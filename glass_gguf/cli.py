@@ -943,6 +943,7 @@ def _register_extra_commands() -> None:
 
 
 _register_extra_commands()
+__import__("glass_gguf.cli_frontier", fromlist=["register"]).register(main)   # frontier, tune (cli_frontier.py)
 
 if __name__ == "__main__":
     main()
