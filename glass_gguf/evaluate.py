@@ -501,8 +501,9 @@ def jaccard(a: np.ndarray | None, b: np.ndarray | None) -> float:
 
 
 def cross_backend(torch_backend, llama_backend, pairs, configs, priors, progress: bool = False) -> dict:
-    """Score the same (prompt, continuation) tokens on both backends; per sparse setting the mean and minimum
-    per-layer Jaccard of the two masks and the KL each backend measures against its own dense model."""
+    """Score the same (prompt, continuation) tokens on both backends; per sparse setting the Jaccard of the two
+    masks (mean over every prompt and layer, the worst layer's mean over prompts, the worst single prompt and
+    layer), which layers run dense on each side, and the KL each backend measures against its own dense model."""
     st = run(torch_backend, pairs, configs, priors, progress=progress, keep_masks=True)
     sl = run(llama_backend, pairs, configs, priors, progress=progress, keep_masks=True)
     tokens = sum(s.n_tokens for s in st)
@@ -510,9 +511,13 @@ def cross_backend(torch_backend, llama_backend, pairs, configs, priors, progress
     for c in configs:
         if c.method == "dense":
             continue
-        j = [jaccard(x, y) for a, b in zip(st, sl) for x, y in zip(a.masks[c], b.masks[c])]
+        j = np.array([[jaccard(x, y) for x, y in zip(a.masks[c], b.masks[c])] for a, b in zip(st, sl)])
+        per_layer = j.mean(axis=0)
         settings.append({"label": c.label, "method": c.method, "prior": c.prior, "lambda": c.weight,
-                         "density": c.density, "jaccard_mean": float(np.mean(j)), "jaccard_min": float(np.min(j)),
+                         "density": c.density, "jaccard_mean": float(j.mean()), "jaccard_min": float(j.min()),
+                         "jaccard_layer_min": float(per_layer.min()), "worst_layer": int(per_layer.argmin()),
+                         "dense_layers_torch": [i for i, m in enumerate(st[0].masks[c]) if m is None],
+                         "dense_layers_llama": [i for i, m in enumerate(sl[0].masks[c]) if m is None],
                          "kl_torch": sum(s.kl[c] for s in st) / tokens,
                          "kl_llama": sum(s.kl[c] for s in sl) / tokens})
     dense = next((c for c in configs if c.method == "dense"), None)

@@ -137,6 +137,10 @@ class Sparsifier:
     Use as a context manager (removes the hooks on exit) or call close().
     """
 
+    # The runtime's rule is False: the last layer never collects. True reproduces the rule this reference had
+    # before (every prompt row of the last layer collected), for measuring what that difference did.
+    collects_last_layer = False
+
     def __init__(self, model):
         self.downs = down_projections(model)
         self.n_ff = self.downs[0].in_features
@@ -201,7 +205,7 @@ class Sparsifier:
         def hook(module, args):
             (h,) = args
             if self.state == "collect":
-                if layer == last:
+                if layer == last and not self.collects_last_layer:
                     return None
                 rows = h[0, self._collect_start: self._prompt_len]
                 self.sum_squares[layer] += method.local_sum_squares(rows.detach().double().numpy())
