@@ -85,6 +85,8 @@ SHORT_HELP = {
     "sweep": "choose prior kind, lambda, warm-up and layer split; write them",
     "tasks": "classification accuracy under GRIFFIN's rule (torch)",
     "results": "the full measurement of packaged models -> docs/results.md",
+    "frontier": "GLASS against the quantization ladder: quality and speed",
+    "tune": "measure GLASS on this device, pick the best setting, write it",
     "hf-export": "dense float32 HF checkpoint of a GGUF (torch)",
     "soak": "many requests to llama_cpp.server: memory and answers",
     "build-native": "llama.cpp's own tools with GLASS, for here or ARM64",
