@@ -159,6 +159,9 @@ def verdict(head: list[dict]) -> list[str]:
         if g is not None and g["label"] == o["label"]:
             lines.append(f"{h['budget']}: GLASS wins: {o['label']} at {o['speedup']:.2f}x" +
                          (f" (best quantization {q['label']} at {q['speedup']:.2f}x)." if q else "."))
+        elif o["family"] == "quant" and "(model)" in o["label"]:
+            lines.append(f"{h['budget']}: nothing faster than the dense model meets it" +
+                         (f" (best GLASS {g['label']} at {g['speedup']:.2f}x)." if g else " (nor does any GLASS)."))
         else:
             lines.append(f"{h['budget']}: GLASS loses to {o['label']} at {o['speedup']:.2f}x" +
                          (f" (best GLASS {g['label']} at {g['speedup']:.2f}x)." if g else
@@ -403,18 +406,22 @@ def glass_setting(cfg: FrontierConfig, prior, origin: str) -> GlassSetting:
                         int(prior.tokens), origin)
 
 
-def make_ladder(cfg: FrontierConfig, source: Path, imatrix) -> dict[str, Path]:
-    """{type: rung file}, made from `source` into the work folder (existing rungs reused); the disk checked first."""
+def make_ladder(cfg: FrontierConfig, source: Path, imatrix, imatrix_tag: str = "") -> dict[str, Path]:
+    """{type: rung file}, made from `source` into the work folder (existing rungs reused); the disk checked first.
+    A rung made with the importance matrix carries its digest in the name."""
     from tqdm import tqdm
 
-    from .quantize import NEEDS_IMATRIX, QuantizeError, check_disk_space, estimated_bytes, quant_type, quantize
+    from .quantize import (
+        NEEDS_IMATRIX, WANTS_IMATRIX, QuantizeError, check_disk_space, estimated_bytes, quant_type, quantize,
+    )
 
     stem = source.name.removesuffix(".gguf")
-    rungs = {q: cfg.out_dir / f"{stem}.{q}.gguf" for q in cfg.ladder}
+    rungs = {q: cfg.out_dir / (f"{stem}.{q}.imatrix-{imatrix_tag}.gguf" if imatrix and q in WANTS_IMATRIX
+                               else f"{stem}.{q}.gguf") for q in cfg.ladder}
     todo = [q for q, p in rungs.items() if not p.exists()]
     for q in todo:        # every type checked before anything is written
         if quant_type(q).name in NEEDS_IMATRIX and not imatrix:
-            raise QuantizeError(f"{t.name} cannot be made without an importance matrix (llama.cpp's rule): pass "
+            raise QuantizeError(f"{quant_type(q).name} cannot be made without an importance matrix (llama.cpp's rule): pass "
                                 "--imatrix FILE (from llama-imatrix) or leave it out of --ladder")
     if todo:
         check_disk_space(cfg.out_dir, sum(estimated_bytes(source, quant_type(q)) for q in todo),
@@ -611,7 +618,7 @@ def run_frontier(cfg: FrontierConfig) -> dict:
     """The whole measurement (module docstring); returns the frontier record (JSON-ready)."""
     from .atomic import write_text
     from .evaluate import LlamaBackend, dense_continuations
-    from .quantize import bits_per_weight, file_type_name, imatrix_data
+    from .quantize import WANTS_IMATRIX, bits_per_weight, file_type_name, imatrix_data
 
     started = time.monotonic()
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -623,8 +630,9 @@ def run_frontier(cfg: FrontierConfig) -> dict:
             raise SettingError(f"--source {cfg.source.name} is not the same model as {cfg.model.name} "
                                "(architecture, shapes, vocabulary or norm weights differ)")
     imatrix = imatrix_data(cfg.imatrix) if cfg.imatrix else None
+    imatrix_tag = _digest(cfg.imatrix)[:8] if cfg.imatrix else ""
     source = cfg.source or stock
-    rungs = make_ladder(cfg, source, imatrix)
+    rungs = make_ladder(cfg, source, imatrix, imatrix_tag)
     prior, origin = resolve_prior(cfg, stock, embedded)
     setting = glass_setting(cfg, prior, origin)
     priors = [np.asarray(s, dtype=np.float32) for s in prior.scores]
@@ -656,7 +664,7 @@ def run_frontier(cfg: FrontierConfig) -> dict:
     from .gguf_prior import end_of_generation
 
     eog = set(np.flatnonzero(end_of_generation(ref.llm)).tolist())
-    key = run_key(cfg, setting, _digest(ref_path), _digest(stock), prompts)
+    key = run_key(cfg, setting, _digest(ref_path), _digest(stock), prompts + [imatrix_tag])
     cache_path = cfg.out_dir / f"frontier-cache-{key}.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
 
@@ -687,7 +695,8 @@ def run_frontier(cfg: FrontierConfig) -> dict:
                    "kind": (f"a higher-precision GGUF ({file_type_name(source)}, --source)" if cfg.source else
                             f"the model itself ({model_type}), requantized: no higher-precision weights were given")},
         "reference": (f"{cfg.source.name} (--source)" if cfg.source else "the model itself (dense)"),
-        "imatrix": str(cfg.imatrix) if cfg.imatrix else None,
+        "imatrix": (f"{cfg.imatrix.name} (sha256 {imatrix_tag}...), for {', '.join(q for q in cfg.ladder if q in WANTS_IMATRIX)}"
+                    if cfg.imatrix else None),
         "setting": setting.to_json(),
         "prior_file": str(prior_file),
         "protocol": {"n_prompts": len(pairs), "prompts": "MT-Bench eval split, evenly spaced" if cfg.prompts is None
@@ -800,3 +809,21 @@ def write_result(result: dict, out: Path, plot: Path | None) -> None:
     if plot is not None:
         result["plot"] = str(plot_frontier(result, plot))
     write_text(out, json.dumps(result, indent=2) + "\n")
+
+
+def update_doc(doc: Path, key: str, result: dict) -> Path:
+    """Replace the block between `<!-- frontier:KEY begin -->` and `<!-- frontier:KEY end -->` in `doc` with
+    render_markdown(result) (the doc's tables are never typed by hand)."""
+    from .atomic import write_text
+
+    begin, end = f"<!-- frontier:{key} begin -->\n", f"<!-- frontier:{key} end -->"
+    text = Path(doc).read_text()
+    if begin not in text or end not in text:
+        raise SettingError(f"{doc} has no block {begin.strip()} ... {end}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return write_text(doc, head + begin + render_markdown(result) + end + tail)
+
+
+if __name__ == "__main__":      # python -m glass_gguf.frontier RESULT.json DOC.md KEY: render the JSON into the doc
+    update_doc(Path(sys.argv[2]), sys.argv[3], json.loads(Path(sys.argv[1]).read_text()))
