@@ -115,15 +115,16 @@ def repeated_share(ids: list[int], n: int = 8) -> float:
     return repeated / len(grams) if grams else 0.0
 
 
-def kl_by_method(backend, prompt_ids, cont_ids, density: float, lam: float, warmup: int = 0) -> dict:
-    """Mean per-token KL(dense || method) of GLASS (with its warm-up, as the runtime decodes it) and GRIFFIN (mask
-    from the prompt alone), and of GLASS without the warm-up, to show what it buys."""
+def kl_by_method(backend, prompt_ids, cont_ids, density: float, lam: float, priors: dict, warmup: int = 0) -> dict:
+    """Mean per-token KL(dense || method) of GLASS (with its warm-up, as the runtime decodes it; priors: the GLASS
+    GGUF's, results.model_priors) and GRIFFIN (mask from the prompt alone), and of GLASS without the warm-up, to
+    show what it buys."""
     from .reference import Config
 
     dense, griffin = Config("dense"), Config("griffin", density)
     glass, plain = Config("glass", density, lam, "activation", warmup), Config("glass", density, lam, "activation")
     configs = list(dict.fromkeys([dense, griffin, glass, plain]))
-    scores = backend.score(prompt_ids, cont_ids, configs, priors={"activation": None})
+    scores = backend.score(prompt_ids, cont_ids, configs, priors=priors)
     n = max(1, scores.n_tokens)
     return {"kl_glass": scores.kl[glass] / n, "kl_griffin": scores.kl[griffin] / n,
             "kl_glass_no_warmup": scores.kl[plain] / n,
@@ -145,7 +146,8 @@ def speed(glass_path: Path, density: float, s: DemoSettings) -> dict:
     return {key: getattr(result, key) for key in SPEED_KEYS}
 
 
-def sweep(glass_path: Path, backend, prompt_ids: list[int], cont: list[int], s: DemoSettings) -> list[dict]:
+def sweep(glass_path: Path, backend, prompt_ids: list[int], cont: list[int], s: DemoSettings, priors: dict
+          ) -> list[dict]:
     """Speed-up (and its ceiling) and KL at every density of the plot, on the dense continuation of the side-by-side
     run."""
     from tqdm import tqdm
@@ -153,15 +155,17 @@ def sweep(glass_path: Path, backend, prompt_ids: list[int], cont: list[int], s: 
     rows = []
     for d in tqdm(s.densities, desc="density sweep", disable=not s.progress):
         rows.append({"density": d, **speed(glass_path, d, s),
-                     **kl_by_method(backend, prompt_ids, cont, d, s.lam, s.warmup)})
+                     **kl_by_method(backend, prompt_ids, cont, d, s.lam, priors, s.warmup)})
     return rows
 
 
 def run_demo(s: DemoSettings) -> dict:
     from .evaluate import LlamaBackend
     from .plots import plot_demo
+    from .results import model_priors
 
     glass_path = build_artifacts(s)
+    priors = model_priors(glass_path)
     log("dense and GLASS on the same prompt, GLASS at every density", s)
     backend = LlamaBackend(glass_path, n_ctx=1024, threads=s.threads)
     prompt_ids = backend.prompt_ids(DEMO_PROMPT)
@@ -170,10 +174,10 @@ def run_demo(s: DemoSettings) -> dict:
     density, coherent = (s.density, None) if s.density is not None else choose_density(
         {d: answers[d] for d in s.densities}, dense_ids)
     log("speed and quality against density", s)
-    rows = sweep(glass_path, backend, prompt_ids, dense_ids, s)
+    rows = sweep(glass_path, backend, prompt_ids, dense_ids, s, priors)
     # the side-by-side density is one of the sweep's unless --density named another: measure that one alone
     measured = next((r for r in rows if r["density"] == density), None) or {
-        **speed(glass_path, density, s), **kl_by_method(backend, prompt_ids, dense_ids, density, s.lam, s.warmup)}
+        **speed(glass_path, density, s), **kl_by_method(backend, prompt_ids, dense_ids, density, s.lam, priors, s.warmup)}
     result = side_by_side(backend, dense_ids, answers[density], measured)
     result.update(model=str(glass_path), density=density, lam=s.lam, warmup=s.warmup,
                   density_chosen=s.density is None, coherent=coherent, coherence_margin=COHERENCE_MARGIN,
