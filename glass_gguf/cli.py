@@ -83,7 +83,7 @@ SHORT_HELP = {
     "bench": "decode speed: dense, GLASS and the static ceiling",
     "eval": "quality: PPL and KL against dense, per method and density",
     "sweep": "choose prior kind, lambda, warm-up and layer split; write them",
-    "tasks": "classification accuracy under GRIFFIN's rule (torch)",
+    "tasks": "classification accuracy under GRIFFIN's rule",
     "results": "the full measurement of packaged models -> docs/results.md",
     "frontier": "GLASS against the quantization ladder: quality and speed",
     "tune": "measure GLASS on this device, pick the best setting, write it",
@@ -213,7 +213,7 @@ Start here:
 Every command: --json prints one JSON object to stdout (progress and notes on stderr); files are
 written with -o/--output; --threads defaults to one per physical core; every option is checked
 before work starts; a refusal is one "Error:" line. Commands that need torch (prior and convert
-of an HF folder, hf-export, eval/sweep/results with the torch backend, tasks) say how to install it.
+of an HF folder, hf-export, eval/sweep/tasks/results with the torch backend) say how to install it.
 """
 
 

@@ -334,6 +334,23 @@ def _changes(previous: dict, records: list[Record]) -> list[str]:
     return out
 
 
+def _gap_table(gap: dict) -> list[str]:
+    """tools/backend_gap.py: GLASS's KL gain over GRIFFIN as one factor at a time moves from the torch reference to
+    a user's llama-backend run."""
+    labels = list(gap["steps"][0]["gain_pct"])
+    out = [f"### From the torch reference to a user's llama-backend run, one factor at a time", "",
+           f"`tools/backend_gap.py`: {gap['n_prompts']} prompts, {gap['gen_tokens']} tokens, density "
+           f"{gap['density']:g}; each row changes one thing against the row above. KL gain of GLASS over GRIFFIN "
+           "(positive: GLASS closer to dense) and GRIFFIN's own KL:", "",
+           "| step | GRIFFIN KL | " + " | ".join(f"{x} gain" for x in labels) + " |",
+           "|---|---:|" + "---:|" * len(labels)]
+    for st in gap["steps"]:
+        griffin = next(v for k, v in st["kl"].items() if k.startswith("griffin"))
+        out.append(f"| {st['step']} | {griffin:.4f} | " + " | ".join(
+            f"{st['gain_pct'][x]:+.1f}%" for x in labels) + " |")
+    return out + [""]
+
+
 def _eval_scope(records: list[Record]) -> str:
     """The methods (and GLASS's lambdas) an eval scored: a run may leave some out (`results --eval-methods`)."""
     methods = list(dict.fromkeys(r.method for r in records))
@@ -558,6 +575,9 @@ def render(out_dir: Path, md_path: Path) -> Path:
                 lines.append(f"| {r['label']} | {r['jaccard_mean']:.4f} | {worst} | {r['jaccard_min']:.4f} | "
                              f"{r['kl_torch']:.4f} | {r['kl_llama']:.4f} |")
             lines.append("")
+        gap = _load(out_dir / f"{name}-gap.json")
+        if gap:
+            lines += _gap_table(gap)
         if tk:
             lines += [f"### Classification (GRIFFIN's rule, first {tk['limit']} validation items per task)", "",
                       "acc / acc_norm (log-likelihood per answer character, as lm-eval-harness). With "
