@@ -504,10 +504,14 @@ def render(out_dir: Path, md_path: Path) -> Path:
              "100 * (GRIFFIN - GLASS) / GRIFFIN, positive = GLASS better; gap closed = the share of the distance",
              "from GRIFFIN's KL to the oracle's a setting covers. The paper reports up to 45.10% lower PPL and",
              "25.73% lower KL.", "",
-             "Reproduce: `glass-gguf results --models smollm2-135m --n-prompts 24 --force`; the larger models with",
-             "`--n-sweep-prompts 10 --eval-lambdas swept --eval-methods dense,griffin,glass,oracle` (GLASS at the",
-             "sweep's lambda only, no static or random rows), which takes about 85 minutes for Qwen2.5-Coder-0.5B and",
-             "45 for Gemma 3 270M on 2 cores (SmolLM2's full protocol: about 50).", ""]
+             "Reproduce: the sweeps with `glass-gguf results --models NAME --stages sweep --force` (20 sweep",
+             "prompts for SmolLM2, `--n-sweep-prompts 10` for the larger models); then, as measured here after the",
+             "last-layer fix, `glass-gguf results --models smollm2-135m --n-prompts 24 --stages eval,tasks,cross",
+             "--force --eval-lambdas swept` and `glass-gguf results --models qwen2.5-coder-0.5b --n-prompts 24",
+             "--stages eval,cross --force --eval-lambdas swept --eval-methods dense,griffin,glass,oracle --densities",
+             "0.5,0.75` (GLASS at the sweep's lambda only); `--eval-lambdas all` scores every lambda of the grid. The",
+             "answer speed: `--stages speed`. A section marked as measured under the previous last-layer rule has",
+             "not been rerun since the fix.", ""]
     for name in assets.MODELS:
         ev, sw, tk = (_load(out_dir / f"{name}-{s}.json") for s in ("eval", "sweep", "tasks"))
         cross = _load(out_dir / f"{name}-cross.json")
