@@ -536,8 +536,8 @@ def render(out_dir: Path, md_path: Path) -> Path:
             lines += _sweep_choices(choice)
             if sw.get("last_layer_rule") != LAST_LAYER_RULE:
                 lines += ["This sweep ran under the previous last-layer rule (GRIFFIN's last layer from the prompt's "
-                          "statistic, GLASS's from both signals); the settings it compares differ only in that "
-                          "layer's selection, and its choice is kept.", ""]
+                          "statistic, GLASS's from both signals); rerun now, each candidate would change only in "
+                          "that layer's selection. Its choice is kept.", ""]
         if ev:
             png = out_dir / f"{name}-eval.png"
             records = [Record.from_json(r) for r in ev["results"]]
