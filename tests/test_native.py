@@ -28,7 +28,7 @@ from glass_gguf.prior_file import Prior
 from glass_gguf.runtime import GlassSession
 
 from conftest import REPO
-from glass_checks import assert_decoded_sparse, sparse_after_swap, sparse_count
+from glass_checks import MUTATE_DENSE, assert_decoded_sparse, sparse_after_swap, sparse_count
 
 BUILD_TOOL = REPO / "tools" / "build_llama_cpp_python.py"
 PROMPT = "The history of the printing press begins"
@@ -71,8 +71,9 @@ def glass_gguf(smollm2_path, tmp_path_factory) -> Path:
 
 
 def run_env(**glass) -> dict:
-    """This process's environment without any GLASS_GGUF* setting, plus the given ones."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLASS_GGUF")}
+    """This process's environment without any GLASS_GGUF* setting (but the tests' mutation switch), plus the given
+    ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLASS_GGUF") or k == MUTATE_DENSE}
     env.update(glass)
     return env
 

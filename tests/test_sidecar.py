@@ -95,7 +95,7 @@ def write_sidecar_unchecked(path, prior):
 def test_the_server_runs_glass_on_an_untouched_gguf_with_a_sidecar(model_with_sidecar, tmp_path):
     """The server finds the sidecar and answers as GLASS does in this process: 31 of 48 tokens decoded sparse, an
     answer that differs from the dense one."""
-    messages = [{"role": "user", "content": "Say hello, then name three colours and a fruit of each."}]
+    messages = [{"role": "user", "content": "List the planets of the solar system and describe each one in detail."}]
     with llama_cpp_server(model_with_sidecar, log_path=tmp_path / "server.log", n_ctx=512) as server:
         served = chat(server.url, messages, max_tokens=48)
     log = (tmp_path / "server.log").read_text()
