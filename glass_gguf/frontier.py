@@ -735,6 +735,7 @@ def measure_file(cfg: FrontierConfig, f: dict, group: list[Candidate], ref, pair
     log(cfg, f"{f['label']}: {', '.join(c.label for c in group)}")
     # quality: the candidate file's contexts with logits for every row; GRIFFIN's has no prior, GLASS's has it
     plain = ref if quality_ref else LlamaBackend(path, n_ctx=n_ctx, threads=cfg.threads)
+    plain.glass.clear_priors()   # GRIFFIN is prompt-only, whatever prior the file carries (GLASS has `primed`)
     primed = None
     if any(c.method == "glass" for c in group):
         primed = LlamaBackend(path, n_ctx=n_ctx, threads=cfg.threads)
