@@ -55,7 +55,7 @@ class BenchResult:
     share_of_ceiling_q1: float | None
     share_of_ceiling_q3: float | None
     ideal_speedup: float              # the bytes model: weight bytes a token reads, dense over GLASS (not a bound)
-    ceiling_k: int                    # neurons per layer of the ceiling (GLASS's k)
+    ceiling_k: int                    # neurons per layer of the ceiling (GLASS's k, padded to the down's blocks)
     ceiling_model: str | None
     glass_dense_layers: list          # layers GLASS keeps dense (the ceiling compacts them too)
     finalize_ms: float
@@ -65,6 +65,9 @@ class BenchResult:
     finalize_pct_of_prefill: float
     peak_rss_dense_mb: float
     peak_rss_glass_mb: float
+    decode_rss_dense_mb: float        # resident memory while decoding dense, the model alone
+    decode_rss_glass_mb: float        # ... and while decoding under GLASS after its swap (dense FFN pages released)
+    pruned_ffn_mb: float              # FFN weight bytes a GLASS token does not read (dense minus compacted)
     ttft_dense_ms: float              # prefill + first decode step
     ttft_glass_ms: float
     swap_token_ms: float              # the decode step at which GLASS switches to the compacted weights
@@ -102,6 +105,14 @@ def peak_rss_mb() -> float:
     """The peak resident memory of this process so far (VmHWM), MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def current_rss_mb() -> float:
+    """The resident memory of this process now (VmRSS), MB: file pages the weights are mapped from count too."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -153,16 +164,16 @@ def static_model_path(model_path: Path, k: int, down_types) -> Path:
     from .assets import cache_dir
 
     st = model_path.stat()
-    key = f"{model_path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{k}:{[int(t) for t in down_types]}:v1"
+    key = f"{model_path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{k}:{[int(t) for t in down_types]}:v2"
     stem = model_path.name.removesuffix(".gguf")
     return cache_dir() / "static" / f"{stem}.static-k{k}.{hashlib.sha256(key.encode()).hexdigest()[:12]}.gguf"
 
 
 def ceiling_model(model_path: Path, glass: GlassSession) -> tuple[Path | None, int, list[int]]:
-    """(static model at GLASS's k and down types, k, layers GLASS keeps dense), written once and cached. A per-layer
+    """(static model at GLASS's k and down types, its n_ff, layers GLASS keeps dense), written once and cached. A per-layer
     density (glass.layer_scale) has no ceiling: llama.cpp builds llama, qwen2, gemma3 ... with one FFN width, so
     the path is None and k the largest per-layer k."""
-    from .static_model import down_types_from_runtime, write_static
+    from .static_model import down_types_from_runtime, static_width, write_static
 
     selected = glass.selected()
     ks = {len(s) for s in selected if s is not None}
@@ -176,7 +187,7 @@ def ceiling_model(model_path: Path, glass: GlassSession) -> tuple[Path | None, i
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         write_static(model_path, path, k, down_types)
-    return path, k, [il for il, s in enumerate(selected) if s is None]
+    return path, static_width(k, down_types), [il for il, s in enumerate(selected) if s is None]
 
 
 def _median_iqr(values) -> tuple[float, float, float]:
@@ -205,12 +216,13 @@ def run_bench(model_path: Path, density: float | None, lam: float | None, thread
     warm = Sequence(llm)
     warm.prefill(tokens)
     warm.decode(min(chunk, n_gen))
-    rss_dense = peak_rss_mb()
+    rss_dense, rss_decode_dense = peak_rss_mb(), current_rss_mb()
     glass.enable(density, lam, "auto")
     sparse = Sequence(llm, glass)
     sparse.prefill(tokens)
     n_head = len(sparse.decode_until_sparse(n_gen - 1))   # tokens up to and including the swap
-    rss_glass = peak_rss_mb()
+    rss_glass, rss_decode_glass = peak_rss_mb(), current_rss_mb()
+    pruned = sum(d - c for d, c in (glass.layer_bytes(il) for il in range(glass.n_layer))) / 2**20
     static_path, k, glass_dense = ceiling_model(model_path, glass)
 
     dense = Sequence(load(model_path, prior=prior, dense=True, **kwargs)[0])
@@ -272,6 +284,7 @@ def run_bench(model_path: Path, density: float | None, lam: float | None, thread
         prefill_overhead_pct=100.0 * (pre_glass - pre_dense) / pre_dense,
         finalize_pct_of_prefill=100.0 * fin / pre_dense,
         peak_rss_dense_mb=rss_dense, peak_rss_glass_mb=rss_glass,
+        decode_rss_dense_mb=rss_decode_dense, decode_rss_glass_mb=rss_decode_glass, pruned_ffn_mb=pruned,
         ttft_dense_ms=statistics.median(ttft["dense"]) * 1000, ttft_glass_ms=statistics.median(ttft["glass"]) * 1000,
         swap_token_ms=statistics.median(swap_token) * 1000, dense_tokens_before_swap=n_head - 1,
     )

@@ -612,7 +612,9 @@ def bench(model, density, lam, prior, threads, prompt_tokens, gen_tokens, repeat
     click.echo(f"finalize {result.finalize_ms:.1f} ms ({result.finalize_pct_of_prefill:.1f}% of a "
                f"{result.prompt_tokens}-token prefill); collection overhead in prefill "
                f"{result.prefill_overhead_pct:+.1f}%")
-    click.echo(f"peak RSS dense {result.peak_rss_dense_mb:.0f} MB, with GLASS {result.peak_rss_glass_mb:.0f} MB")
+    click.echo(f"peak RSS dense {result.peak_rss_dense_mb:.0f} MB, with GLASS {result.peak_rss_glass_mb:.0f} MB; "
+               f"while decoding dense {result.decode_rss_dense_mb:.0f} MB, GLASS {result.decode_rss_glass_mb:.0f} MB "
+               f"({result.pruned_ffn_mb:.0f} MB of FFN weights pruned)")
 
 
 # --- quality: eval, sweep, tasks, results (docs/results.md) ----------------------------------------------------------

@@ -1,14 +1,17 @@
-"""A statically compacted model: the first k neurons of every FFN layer, written as a stock GGUF with n_ff = k.
+"""A statically compacted model: the first neurons of every FFN layer, written as a stock GGUF with a smaller n_ff.
 
 It has the shapes and types GLASS's compacted weights have at the same k, with a fixed mask instead of a per-prompt
 one, so stock llama.cpp decoding it is the speed GLASS can at best reach: bench times it as the ceiling.
 
-- gate and up: the first k rows, whole quant blocks, copied as bytes;
-- down: the first k columns. When its compacted type (the runtime's answer, `down_types_from_runtime`) is its own
-  type and k is a multiple of the block size, a row's first k / block blocks are a byte slice; otherwise (a K-quant
-  becoming Q5_0, Q5_1 or Q8_0) the columns are dequantized and quantized again with gguf-py's gguf.quants;
-- `{arch}.feed_forward_length` becomes k. llama.cpp builds every layer of llama, qwen2, gemma3 ... with one n_ff,
-  so k is the same in every layer (a layer GLASS keeps dense is compacted here too);
+- n_ff becomes k rounded up to the down projections' block (`static_width`): the runtime pads a compacted down
+  projection to whole blocks (256 columns for K types) with zero columns, and stock llama.cpp needs gate and up to
+  have as many rows as down has columns, so the ceiling reads up to a block's worth of gate and up rows more than
+  GLASS does (under 4% of the FFN bytes at k >= 1000 with 256-element blocks);
+- gate and up: the first rows, whole quant blocks, copied as bytes;
+- down: the first columns. In its own type (what the runtime keeps) they are a byte slice of every row; in another
+  (Q8_0 under GLASS_GGUF_DOWN_Q8_0) they are dequantized and quantized again with gguf-py's gguf.quants;
+- llama.cpp builds every layer of llama, qwen2, gemma3 ... with one n_ff, so the width is the same in every layer
+  (a layer GLASS keeps dense is compacted here too);
 - every other key and tensor is copied byte for byte; GLASS's own keys and prior tensors are left out.
 """
 from __future__ import annotations
@@ -50,11 +53,23 @@ def ffn_tensors(reader) -> dict[int, dict[str, object]]:
     return layers
 
 
+def padded_width(k: int, ggml_type: GGMLQuantizationType) -> int:
+    """The columns of a compacted down projection of k neurons in this type: k rounded up to whole blocks."""
+    block = GGML_QUANT_SIZES[ggml_type][0]
+    return -(-k // block) * block
+
+
+def static_width(k: int, down_types: Sequence[GGMLQuantizationType]) -> int:
+    """The ceiling's n_ff: k rounded up to whole blocks of every down type."""
+    return max(padded_width(k, t) for t in down_types)
+
+
 def down_types_from_runtime(model_path: str | os.PathLike, glass, k: int) -> list[GGMLQuantizationType]:
     """The type the runtime compacts each layer's down projection to at k neurons, read off its own byte count
-    (GlassSession.layer_bytes): of the types a compacted down can have, the one whose size makes up the bytes the
-    runtime reports beside k gate and up rows. Layers GLASS keeps dense get the type of a compacted sparse layer
-    with the same down type."""
+    (GlassSession.layer_bytes): of the types a compacted down can have (its own, or Q8_0 under
+    GLASS_GGUF_DOWN_Q8_0), the one whose size at k padded to its blocks makes up the bytes the runtime reports
+    beside k gate and up rows. Layers GLASS keeps dense get the type of a compacted sparse layer with the same
+    down type."""
     reader = open_gguf(model_path)
     layers = ffn_tensors(reader)
     found: dict[int, GGMLQuantizationType] = {}
@@ -66,8 +81,8 @@ def down_types_from_runtime(model_path: str | os.PathLike, glass, k: int) -> lis
         gate, up, down = (layers[il][p] for p in ("gate", "up", "down"))
         n_embd = int(down.shape[1])
         down_bytes = compacted - k * (row_bytes(gate.tensor_type, n_embd) + row_bytes(up.tensor_type, n_embd))
-        candidates = [down.tensor_type, GGMLQuantizationType.Q5_0, GGMLQuantizationType.Q5_1, GGMLQuantizationType.Q8_0]
-        match = [t for t in candidates if k % GGML_QUANT_SIZES[t][0] == 0 and n_embd * row_bytes(t, k) == down_bytes]
+        candidates = [down.tensor_type, GGMLQuantizationType.Q8_0]
+        match = [t for t in candidates if n_embd * row_bytes(t, padded_width(k, t)) == down_bytes]
         if not match:
             raise GlassFormatError(f"layer {il}: the runtime reports {down_bytes} bytes of compacted down projection "
                                    f"at k = {k}, which no candidate type ({[t.name for t in candidates]}) makes up")
@@ -102,7 +117,8 @@ def _first_columns(t, k: int, to_type: GGMLQuantizationType) -> np.ndarray:
 
 def write_static(model_path: str | os.PathLike, out_path: str | os.PathLike, k: int,
                  down_types: Sequence[GGMLQuantizationType]) -> Path:
-    """Write model_path with every FFN cut to its first k neurons (down of layer i in down_types[i]), atomically."""
+    """Write model_path with every FFN cut to its first static_width(k, down_types) neurons (down of layer i in
+    down_types[i]), atomically."""
     model_path, out_path = Path(model_path), Path(out_path)
     check_outputs([out_path], [model_path])
     reader = open_gguf(model_path)
@@ -116,6 +132,7 @@ def write_static(model_path: str | os.PathLike, out_path: str | os.PathLike, k: 
         raise GlassFormatError(f"{model_path.name}: k = {k} for FFN widths {sorted(n_ff)}")
     if len(down_types) != len(layers):
         raise GlassFormatError(f"{len(down_types)} down types for {len(layers)} layers")
+    k = min(static_width(k, down_types), min(n_ff))
 
     mm = reader.data
     kvs = [bytes(mm[f.offset : f.offset + sum(int(p.nbytes) for p in f.parts)]) for name, f in reader.fields.items()

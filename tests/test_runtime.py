@@ -243,27 +243,24 @@ def glass_model_q4_k(smollm2_path, tmp_path_factory):
 
 
 @pytest.mark.claims_sparse
-@pytest.mark.parametrize("q5_1", ["0", "1"])
-def test_k_quant_down_projections_compact_close_to_the_pruned_model(glass_model_q4_k, tmp_path, monkeypatch, q5_1):
-    """Q4_K down columns regrouped into Q5_0 blocks (5.5 bits, not Q8_0's 8.5) and Q6_K ones into Q8_0, or into Q5_1
-    (6 bits) with GLASS_GGUF_DOWN_Q5_1=1: the second rounding stays small next to what pruning costs, measured
-    against the exactly pruned model; and the bytes a token reads are those of the compacted types."""
+def test_k_quant_down_projections_compact_in_their_own_type_close_to_the_pruned_model(glass_model_q4_k, tmp_path):
+    """Q4_K and Q6_K down columns regrouped into new blocks of their own type (a compacted layer reads the bytes of
+    its kept neurons at the model's bits per weight): the second rounding stays small next to what pruning costs,
+    measured against the exactly pruned model; and the bytes a token reads are those of the kept neurons."""
     import gguf
 
-    monkeypatch.setenv("GLASS_GGUF_DOWN_Q5_1", q5_1)
     Q = gguf.GGMLQuantizationType
     tensors = {t.name: t for t in gguf.GGUFReader(str(glass_model_q4_k)).tensors}
     down_types = [tensors[f"blk.{i}.ffn_down.weight"].tensor_type for i in range(30)]
     assert Q.Q4_K in down_types and Q.Q6_K in down_types
     glass, tokens, sparse = sparse_logits_at_density_half(glass_model_q4_k)
 
-    k, n_ff, n_embd = 768, 1536, 576
-    bytes_per_32 = {Q.Q4_K: 22, Q.Q6_K: 24 if q5_1 == "1" else 34}  # Q5_0 22 bytes per 32 weights, Q5_1 24, Q8_0 34
-    for source, per_32 in bytes_per_32.items():
+    k, n_ff = 768, 1536  # k is whole 256-element blocks: no padding
+    for source in (Q.Q4_K, Q.Q6_K):
         layer = next(i for i, t in enumerate(down_types)
                      if t == source and glass.layer_bytes(i)[0] != glass.layer_bytes(i)[1])  # a compacted layer
-        gate_up = sum(int(tensors[f"blk.{layer}.ffn_{w}.weight"].n_bytes) for w in ("gate", "up"))
-        assert glass.layer_bytes(layer)[1] == gate_up * k // n_ff + n_embd * (k // 32) * per_32, source.name
+        dense = sum(int(tensors[f"blk.{layer}.ffn_{w}.weight"].n_bytes) for w in ("gate", "up", "down"))
+        assert glass.layer_bytes(layer) == (dense, dense * k // n_ff), source.name
 
     pruned_path = tmp_path / "pruned.gguf"
     zero_pruned_neurons(glass_model_q4_k, pruned_path, glass.selected())
