@@ -592,9 +592,12 @@ def bench(model, density, lam, prior, threads, prompt_tokens, gen_tokens, repeat
     from .bench import run_bench
 
     _check_runtime_inputs(model, prior)
-    with tqdm(total=repeats, desc="bench (dense + GLASS)", disable=as_json, unit="repeat") as bar:
-        result = run_bench(Path(model), density, lam, threads, prompt_tokens, gen_tokens, repeats,
-                           progress=lambda r: bar.update(1), prior=prior)
+    try:
+        with tqdm(total=repeats, desc="bench (dense + GLASS)", disable=as_json, unit="repeat") as bar:
+            result = run_bench(Path(model), density, lam, threads, prompt_tokens, gen_tokens, repeats,
+                               progress=lambda r: bar.update(1), prior=prior)
+    except RuntimeError as e:  # a model or setting bench cannot time (GLASS off, no swap, nothing compacted): why
+        raise click.ClickException(f"cannot bench {Path(model).name}: {e}") from None
     if as_json:
         return emit(True, result.to_dict())
     click.echo(f"dense    {result.dense_tok_s:8.1f} tok/s   ({result.prompt_tokens}-token prompt, "
