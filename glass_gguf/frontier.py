@@ -608,9 +608,15 @@ def candidates_for(cfg: FrontierConfig, files: dict[str, dict]) -> dict[str, lis
     return out
 
 
+def runtime_build_key() -> str:
+    """The installed patched build's key (sdist and patches): cached measurements of another runtime are not reused."""
+    path = Path(sys.prefix) / "glass-gguf-build.json"
+    return json.loads(path.read_text()).get("key", "") if path.exists() else ""
+
+
 def run_key(cfg: FrontierConfig, setting: GlassSetting, ref_digest: str, model_digest: str, prompts) -> str:
     text = json.dumps([ref_digest, model_digest, prompts, cfg.gen_tokens, cfg.repeats, cfg.threads,
-                       setting.to_json(), "v1"], sort_keys=True)
+                       setting.to_json(), runtime_build_key(), "v1"], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

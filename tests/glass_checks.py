@@ -46,3 +46,54 @@ def sparse_after_swap(n_generated: int, swap_after: int = SWAP_AFTER) -> int:
     """How many of n_generated tokens an auto-mode answer decodes sparse when the client evaluates all but the last
     one (llama-cpp-python and llama.cpp's tools sample the last token without decoding it)."""
     return max(0, n_generated - 1 - swap_after)
+
+
+def assert_server_answers_like_this_process(model, messages, log_path, load, expected_log_lines, max_tokens=48):
+    """`python -m llama_cpp.server` on `model` answers `messages` exactly as GLASS does in this process (loaded with
+    `load(model)`), which decodes every token past the swap sparse and gives another answer than dense. The server's
+    log has every line of expected_log_lines."""
+    from glass_gguf.runtime import GlassSession
+    from glass_gguf.server import chat, llama_cpp_server
+
+    with llama_cpp_server(model, log_path=log_path, n_ctx=512) as server:
+        served = chat(server.url, messages, max_tokens=max_tokens)
+    log = log_path.read_text()
+    for line in expected_log_lines:
+        assert line in log, f"the server's log lacks {line!r}"
+
+    def answer(llm):
+        out = llm.create_chat_completion(messages, max_tokens=max_tokens, temperature=0.0, seed=0)
+        assert out["usage"]["completion_tokens"] == max_tokens, "the answer runs past the swap"
+        return out["choices"][0]["message"]["content"]
+
+    llm = load(model)
+    in_process = answer(llm)
+    assert_decoded_sparse(GlassSession(llm), exactly=sparse_after_swap(max_tokens))
+    dense = load(model)
+    GlassSession(dense).disable()
+    assert answer(dense) != in_process, "the sparse tokens changed the answer"
+    assert served == in_process
+
+
+def zero_pruned_neurons(src, dst, selected):
+    """An independent pruned model: a copy of the GGUF whose ffn_up rows of unselected neurons are all zero bytes.
+
+    A zero block decodes to 0 in every type (its scales are 0), so h[j] = act(gate) * 0 = 0 and the dense model
+    computes exactly the pruned FFN, without any of the runtime's compaction code. selected: per layer, the kept
+    neurons (None or absent: the layer keeps all).
+    """
+    import gguf
+    import numpy as np
+
+    dst.write_bytes(src.read_bytes())
+    reader = gguf.GGUFReader(str(dst), "r+")
+    for t in reader.tensors:
+        if t.name.startswith("blk.") and t.name.endswith(".ffn_up.weight"):
+            keep = selected[int(t.name.split(".")[1])]
+            if keep is None:
+                continue
+            rows = t.data.reshape(int(t.shape[1]), -1)
+            mask = np.ones(rows.shape[0], dtype=bool)
+            mask[list(keep)] = False
+            rows[mask] = 0
+    reader.data.flush()

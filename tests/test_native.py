@@ -28,7 +28,7 @@ from glass_gguf.prior_file import Prior
 from glass_gguf.runtime import GlassSession
 
 from conftest import REPO
-from glass_checks import MUTATE_DENSE, assert_decoded_sparse, sparse_after_swap, sparse_count
+from glass_checks import MUTATE_DENSE, assert_decoded_sparse, sparse_after_swap, sparse_count, zero_pruned_neurons
 
 BUILD_TOOL = REPO / "tools" / "build_llama_cpp_python.py"
 PROMPT = "The history of the printing press begins"
@@ -305,3 +305,42 @@ def test_aarch64_completion_decodes_sparse_like_x86_64(host_bin, aarch64_bin, gl
     assert sum(jaccards) / len(jaccards) >= 0.98
     print("per-layer Jaccard, aarch64 vs x86-64:", [round(len(arm[i] & x86[i]) / len(arm[i] | x86[i]), 4)
                                                    for i in arm if arm[i] is not None])
+
+
+@pytest.fixture(scope="module")
+def glass_gguf_k_quants(smollm2_path, tmp_path_factory) -> Path:
+    """SmolLM2 re-quantized to Q4_K_M by llama.cpp (Q4_K and Q6_K down projections: whole 256-element blocks along
+    the neurons, so compaction re-quantizes them in their own type and pads k to whole blocks), seeded prior
+    embedded as in glass_gguf."""
+    import ctypes
+
+    out = tmp_path_factory.mktemp("native-k")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
+    params.allow_requantize = True
+    params.nthread = 2
+    assert llama_cpp.llama_model_quantize(str(smollm2_path).encode(), str(out / "q4_k_m.gguf").encode(),
+                                          ctypes.byref(params)) == 0
+    info = gguf_model_info(out / "q4_k_m.gguf")
+    rng = np.random.default_rng(0)
+    scores = [rng.gamma(2.0, 1.0, n).astype(np.float32) for n in info.n_ff]
+    prior = Prior(kind="activation", source="test:seed=0", tokens=0, fingerprint=info.fingerprint, scores=scores)
+    return embed_prior(out / "q4_k_m.gguf", prior, out / "glass.gguf", density=0.5, lam=0.5)
+
+
+@pytest.mark.claims_sparse
+def test_aarch64_k_quant_compaction_equals_the_pruned_model(aarch64_bin, glass_gguf_k_quants, tmp_path):
+    """On aarch64 (qemu), the Q4_K/Q6_K down projections compacted at density 0.6 (k = 928 neurons, padded to 1024
+    columns, re-quantized by the runtime's closed-form K quantizers) decode the same greedy tokens as the dense model
+    with the same neurons zeroed: the compaction, its padding and its quantizers are correct on this architecture."""
+    binary, dump = aarch64_bin / "llama-completion", tmp_path / "arm.txt"
+    sparse_text, log = completion(binary, glass_gguf_k_quants, n=6, runner=qemu(), GLASS_GGUF_DENSITY="0.6",
+                                  GLASS_GGUF_SWAP_AFTER="0", **{DUMP_SELECTION: str(dump)})
+    assert sparse_count(log) == 5
+    selection = read_selection(dump)
+    assert {len(s) for s in selection.values() if s is not None} == {928}
+    pruned = tmp_path / "pruned.gguf"
+    zero_pruned_neurons(glass_gguf_k_quants, pruned, selection)
+    pruned_text, _ = completion(binary, pruned, n=6, runner=qemu(), GLASS_GGUF="off")
+    dense_text, _ = completion(binary, glass_gguf_k_quants, n=6, runner=qemu(), GLASS_GGUF="off")
+    assert sparse_text == pruned_text != dense_text

@@ -9,7 +9,8 @@ from glass_gguf.fingerprint import gguf_model_info
 from glass_gguf.glass_file import embed_prior
 from glass_gguf.prior_file import Prior
 from glass_gguf.runtime import GlassError, GlassSession
-from glass_checks import assert_decoded_sparse, sparse_after_swap
+from glass_checks import (assert_decoded_sparse, assert_server_answers_like_this_process, sparse_after_swap,
+                          zero_pruned_neurons)
 
 CHAT_PROMPT = (
     "<|im_start|>user\nExplain in a few sentences why the sky is blue.<|im_end|>\n<|im_start|>assistant\n"
@@ -149,26 +150,6 @@ def test_selection_ties_go_to_the_smaller_neuron_index(smollm2_path):
     k = method.neurons_to_keep(1536, 0.25)
     for got in glass.selected():
         np.testing.assert_array_equal(got, np.arange(k))
-
-
-def zero_pruned_neurons(src, dst, selected):
-    """An independent pruned model: a copy of the GGUF whose ffn_up rows of unselected neurons are all zero bytes.
-
-    For Q4_1 a zero block decodes to 0 (scale and min are 0), so h[j] = act(gate) * 0 = 0 and the dense model
-    computes exactly the pruned FFN, without any of the runtime's compaction code.
-    """
-    import gguf
-
-    dst.write_bytes(src.read_bytes())
-    reader = gguf.GGUFReader(str(dst), "r+")
-    for t in reader.tensors:
-        if t.name.startswith("blk.") and t.name.endswith(".ffn_up.weight"):
-            keep = selected[int(t.name.split(".")[1])]
-            rows = t.data.reshape(int(t.shape[1]), -1)
-            mask = np.ones(rows.shape[0], dtype=bool)
-            mask[keep] = False
-            rows[mask] = 0
-    reader.data.flush()
 
 
 def kl_divergence(p_logits, q_logits) -> float:
@@ -347,25 +328,9 @@ def test_bad_arguments_give_clear_errors(smollm2_path):
 def test_llama_cpp_python_server_answers_with_glass_active(glass_model, tmp_path):
     """`python -m llama_cpp.server` on a GLASS GGUF: an OpenAI-style request on loopback gets the answer GLASS gives in
     this process (which decoded 31 of its 48 tokens sparse and differs from the dense answer)."""
-    from glass_gguf.server import chat, llama_cpp_server
-
     messages = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
-    with llama_cpp_server(glass_model, log_path=tmp_path / "server.log", n_ctx=512) as server:
-        served = chat(server.url, messages, max_tokens=48)
-    assert "glass: enabled (density 0.500, lambda 0.500, auto mode)" in (tmp_path / "server.log").read_text()
-
-    def answer(llm):
-        out = llm.create_chat_completion(messages, max_tokens=48, temperature=0.0, seed=0)
-        assert out["usage"]["completion_tokens"] == 48, "the answer runs past the swap"
-        return out["choices"][0]["message"]["content"]
-
-    llm = make_llm(glass_model)
-    glass_answer = answer(llm)
-    assert_decoded_sparse(GlassSession(llm), exactly=sparse_after_swap(48))
-    dense = make_llm(glass_model)
-    GlassSession(dense).disable()
-    assert answer(dense) != glass_answer, "the sparse tokens changed the answer"
-    assert served == glass_answer
+    assert_server_answers_like_this_process(glass_model, messages, tmp_path / "server.log", make_llm,
+                                            ["glass: enabled (density 0.500, lambda 0.500, auto mode)"])
 
 
 def run_cli(*args):

@@ -16,8 +16,7 @@ from glass_gguf.fingerprint import gguf_model_info
 from glass_gguf.glass_file import sidecar_path, write_sidecar
 from glass_gguf.prior_file import Prior
 from glass_gguf.runtime import LAYER_HAS_PRIOR, GlassSession
-from glass_gguf.server import chat, llama_cpp_server
-from glass_checks import assert_decoded_sparse, sparse_after_swap
+from glass_checks import assert_decoded_sparse, assert_server_answers_like_this_process, sparse_after_swap
 
 pytestmark = pytest.mark.slow
 
@@ -96,24 +95,9 @@ def test_the_server_runs_glass_on_an_untouched_gguf_with_a_sidecar(model_with_si
     """The server finds the sidecar and answers as GLASS does in this process: 31 of 48 tokens decoded sparse, an
     answer that differs from the dense one."""
     messages = [{"role": "user", "content": "List the planets of the solar system and describe each one in detail."}]
-    with llama_cpp_server(model_with_sidecar, log_path=tmp_path / "server.log", n_ctx=512) as server:
-        served = chat(server.url, messages, max_tokens=48)
-    log = (tmp_path / "server.log").read_text()
-    assert f"glass: prior from {sidecar_path(model_with_sidecar)}" in log
-    assert "glass: enabled (density 0.750, lambda 0.250, auto mode)" in log
-
-    def answer(llm):
-        out = llm.create_chat_completion(messages, max_tokens=48, temperature=0.0, seed=0)
-        assert out["usage"]["completion_tokens"] == 48
-        return out["choices"][0]["message"]["content"]
-
-    llm = load(model_with_sidecar)
-    in_process = answer(llm)
-    assert_decoded_sparse(GlassSession(llm), exactly=sparse_after_swap(48))
-    dense = load(model_with_sidecar)
-    GlassSession(dense).disable()
-    assert answer(dense) != in_process, "the sparse tokens changed the answer"
-    assert served == in_process
+    assert_server_answers_like_this_process(
+        model_with_sidecar, messages, tmp_path / "server.log", load,
+        [f"glass: prior from {sidecar_path(model_with_sidecar)}", "glass: enabled (density 0.750, lambda 0.250, auto mode)"])
 
 
 def test_a_named_pipe_as_the_model_fails_at_once(tmp_path):
