@@ -329,18 +329,19 @@ def glass_gguf_k_quants(smollm2_path, tmp_path_factory) -> Path:
 
 
 @pytest.mark.claims_sparse
-def test_aarch64_k_quant_compaction_equals_the_pruned_model(aarch64_bin, glass_gguf_k_quants, tmp_path):
-    """On aarch64 (qemu), the Q4_K/Q6_K down projections compacted at density 0.6 (k = 928 neurons, padded to 1024
-    columns, re-quantized by the runtime's closed-form K quantizers) decode the same greedy tokens as the dense model
-    with the same neurons zeroed: the compaction, its padding and its quantizers are correct on this architecture."""
-    binary, dump = aarch64_bin / "llama-completion", tmp_path / "arm.txt"
-    sparse_text, log = completion(binary, glass_gguf_k_quants, n=6, runner=qemu(), GLASS_GGUF_DENSITY="0.6",
-                                  GLASS_GGUF_SWAP_AFTER="0", **{DUMP_SELECTION: str(dump)})
-    assert sparse_count(log) == 5
-    selection = read_selection(dump)
-    assert {len(s) for s in selection.values() if s is not None} == {928}
-    pruned = tmp_path / "pruned.gguf"
-    zero_pruned_neurons(glass_gguf_k_quants, pruned, selection)
-    pruned_text, _ = completion(binary, pruned, n=6, runner=qemu(), GLASS_GGUF="off")
-    dense_text, _ = completion(binary, glass_gguf_k_quants, n=6, runner=qemu(), GLASS_GGUF="off")
-    assert sparse_text == pruned_text != dense_text
+def test_aarch64_k_quant_compaction_agrees_with_q8_0_compaction(aarch64_bin, glass_gguf_k_quants, tmp_path):
+    """On aarch64 (qemu), Q4_K/Q6_K down projections compacted in their own type at density 0.6 (k = 928 neurons,
+    padded to 1024 columns, re-quantized by the runtime's closed-form K quantizers) decode the same greedy tokens as
+    the same selection compacted to Q8_0 by the CPU backend's quantizer (GLASS_GGUF_DOWN_Q8_0=1: no padding, a
+    finer grid), and other tokens than dense: the padding and the quantizers are right on this architecture."""
+    binary, runs = aarch64_bin / "llama-completion", {}
+    for name, env in {"own type": {}, "Q8_0": {"GLASS_GGUF_DOWN_Q8_0": "1"}}.items():
+        dump = tmp_path / f"{len(runs)}.txt"
+        text, log = completion(binary, glass_gguf_k_quants, n=6, runner=qemu(), GLASS_GGUF_DENSITY="0.6",
+                               GLASS_GGUF_SWAP_AFTER="0", **{DUMP_SELECTION: str(dump)}, **env)
+        assert sparse_count(log) == 5, name
+        runs[name] = text, read_selection(dump)
+    (own, own_sel), (q8, q8_sel) = runs["own type"], runs["Q8_0"]
+    assert own_sel == q8_sel and {len(s) for s in own_sel.values() if s is not None} == {928}
+    dense, _ = completion(binary, glass_gguf_k_quants, n=6, runner=qemu(), GLASS_GGUF="off")
+    assert own == q8 != dense
