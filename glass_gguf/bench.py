@@ -12,6 +12,7 @@ a shared machine's slow seconds hit a few rounds, not the median.
 from __future__ import annotations
 
 import hashlib
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -153,8 +154,10 @@ class Sequence:
         times = []
         while self.glass.state != "sparse" or not times:
             if len(times) == limit:
-                raise RuntimeError(f"GLASS did not swap to compacted weights within {limit} tokens: "
-                                   "raise --gen-tokens (or lower GLASS_GGUF_SWAP_AFTER)")
+                swap = os.environ.get("GLASS_GGUF_SWAP_AFTER", "16")
+                raise RuntimeError(f"GLASS decodes dense until it swaps to its compacted weights (after {swap} "
+                                   f"generated tokens, GLASS_GGUF_SWAP_AFTER, or the warm-up) and {limit + 1} tokens "
+                                   "end before that: give --gen-tokens well past the swap (the default 128 is)")
             times += self.decode(1)
         return times
 

@@ -1,8 +1,10 @@
-"""The decode-speed table of docs/runtime.md, rendered from docs/results/*-bench.json (tools/bench_matrix.py).
+"""The decode-speed tables of docs/runtime.md, rendered from docs/results/*-bench.json (tools/bench_matrix.py) and
+docs/results/*-memlimit.json (tools/memory_limit_bench.py).
 
     python -m glass_gguf.bench_table [docs/runtime.md]
 
-replaces the block between `<!-- bench-matrix begin -->` and `<!-- bench-matrix end -->`.
+replaces the blocks between `<!-- bench-matrix begin -->` and `<!-- bench-matrix end -->`, and between
+`<!-- memory-limit begin -->` and `<!-- memory-limit end -->`.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 DOC = RESULTS.parent / "runtime.md"
-BEGIN, END = "<!-- bench-matrix begin -->", "<!-- bench-matrix end -->"
+BLOCKS = {"bench-matrix": "render", "memory-limit": "render_memory_limit"}
 
 HEADER = ("| model | type | threads | density | dense tok/s | GLASS tok/s | speed-up (IQR) | bytes model | "
           "share of bytes model | ceiling | share of ceiling | compaction ms | decode RSS dense / GLASS MB | "
@@ -38,16 +40,40 @@ def render(results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
+def render_memory_limit(results: Path = RESULTS) -> str:
+    lines = ["| model | file MB | limit MB | setting | tok/s, no limit | tok/s, limited | limited / unlimited | "
+             "first token s, limited | RSS MB, limited | tokens decoded sparse |", "|---" * 10 + "|"]
+    for path in sorted(results.glob("*-memlimit.json")):
+        data = json.loads(path.read_text())
+        by_setting: dict[float, dict] = {}
+        for r in data["rows"]:
+            by_setting.setdefault(r["density"], {})["limited" if r["limit_mb"] else "free"] = r
+        for density, runs in by_setting.items():
+            free, lim = runs.get("free", {}), runs.get("limited", {})
+            setting = "dense" if density >= 1 else f"GLASS @{density:g}"
+            limit = next(r["limit_mb"] for r in data["rows"] if r["limit_mb"])
+            if "error" in lim or "error" in free:
+                lines.append(f"| {data['model']} | {data['file_mb']:.0f} | {limit:.0f} | {setting} | "
+                             f"{free.get('error', '')} | {lim.get('error', '')} | | | | |")
+                continue
+            lines.append(f"| {data['model']} | {data['file_mb']:.0f} | {limit:.0f} | {setting} | "
+                         f"{free['tok_s']:.1f} | {lim['tok_s']:.1f} | {lim['tok_s'] / free['tok_s']:.2f} | "
+                         f"{lim['first_token_s']:.2f} | {lim['rss_mb']:.0f} | {lim['sparse_tokens']} |")
+    return "\n".join(lines)
+
+
 def update(doc: Path = DOC, results: Path = RESULTS) -> bool:
-    """Rewrite the block in doc; True when it changed."""
-    text = doc.read_text()
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise SystemExit(f"{doc}: no {BEGIN!r} ... {END!r} markers")
-    new = text[: start + len(BEGIN)] + "\n" + render(results) + "\n" + text[end:]
-    if new != text:
-        doc.write_text(new)
-    return new != text
+    """Rewrite every block in doc; True when it changed."""
+    text = original = doc.read_text()
+    for name, renderer in BLOCKS.items():
+        begin, end = f"<!-- {name} begin -->", f"<!-- {name} end -->"
+        start, stop = text.find(begin), text.find(end)
+        if start < 0 or stop < start:
+            raise SystemExit(f"{doc}: no {begin!r} ... {end!r} markers")
+        text = text[: start + len(begin)] + "\n" + globals()[renderer](results) + "\n" + text[stop:]
+    if text != original:
+        doc.write_text(text)
+    return text != original
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ renders from the JSON in the repository, and `python -m glass_gguf.readme` write
 Per default model and density: the speed-up of whole answers over dense (`glass-gguf results`, speed stage:
 warm-up and compaction included) and the mean KL(dense || setting) on the evaluation prompts (eval stage), for
 GRIFFIN (the prompt alone), plain GLASS (the swept prior kind and lambda) and the swept setting (what the model's
-GLASS GGUF carries: also the warm-up W and the per-layer split).
+GLASS GGUF carries: also the warm-up W and the per-layer split). Then, per model with a frontier measurement
+(docs/results/NAME-frontier.json, `glass-gguf frontier`), the iso-quality speed-up against a smaller quantization.
 """
 from __future__ import annotations
 
@@ -77,6 +78,41 @@ def model_rows(name: str, results: Path = RESULTS) -> list[str]:
     return rows
 
 
+def _best(entry: dict | None) -> str:
+    return "none" if entry is None else f"{entry['label']} {entry['speedup']:.2f}x"
+
+
+def frontier_rows(name: str, results: Path = RESULTS) -> list[str]:
+    """One row per quality budget of a model's frontier: the fastest candidate of each family within it."""
+    fr = _load(results / f"{name}-frontier.json")
+    if fr is None:
+        return []
+    title = Path(fr["model"]).name.removesuffix(".gguf")
+    rows = []
+    for i, h in enumerate(fr["headline"]):
+        best = h["best"]
+        overall = h["overall"]
+        rows.append(f"| {title if i == 0 else ''} | {h['budget']} | {_best(best['quantization'])} | "
+                    f"{_best(best['GLASS'])} | {_best(best['GLASS + quantization'])} | "
+                    f"{'none' if overall is None else overall['label']} |")
+    return rows
+
+
+def render_frontier(results: Path = RESULTS) -> list[str]:
+    rows = [r for name in MODELS for r in frontier_rows(name, results)]
+    if not rows:
+        return []
+    measured = [name for name in MODELS if (results / f"{name}-frontier.json").exists()]
+    missing = [name for name in MODELS if name not in measured]
+    intro = ("Against what a user would do instead (docs/frontier.md, `glass-gguf frontier`): the fastest candidate of "
+             "each family whose KL(model || candidate) or repeated 8-grams stay within the budget, speed-up over the "
+             "dense model; a smaller quantization of the same model is the first column."
+             + (f" Not measured yet: {', '.join(missing)}." if missing else ""))
+    return ["", *textwrap.wrap(intro, 116), "",
+            "| model | budget | quantization | GLASS | GLASS + quantization | fastest |",
+            "|---|---|---|---|---|---|", *rows]
+
+
 def render(results: Path = RESULTS) -> str:
     """The block between the markers (without them)."""
     rows = [r for name in MODELS for r in model_rows(name, results)]
@@ -99,6 +135,7 @@ def render(results: Path = RESULTS) -> str:
         lines += ["", *textwrap.wrap(
             f"`make demo` (SmolLM2-135M) shows the lowest density whose answer stays as coherent as the dense one, "
             f"typically {DEMO_DENSITY:g}: expect about {demo_row['glass']['speedup']:.2f}x there.", 116)]
+    lines += render_frontier(results)
     return "\n".join(lines)
 
 

@@ -359,6 +359,18 @@ def test_bench_reports_dense_and_glass_in_one_run(smollm2_path):
     # the speed-up is the median of per-round ratios, bracketed by their quartiles; the ceiling was timed too
     assert result["speedup_q1"] <= result["speedup"] <= result["speedup_q3"]
     assert result["ceiling_tok_s"] > 0 and result["share_of_ceiling"] > 0
+    # decoding from the compacted copies, the dense FFN pages of the mapped file are handed back: resident memory
+    # falls below dense by most of the pruned FFN bytes (half of SmolLM2's ~50 MB of FFN)
+    assert 20 < result["pruned_ffn_mb"] < 30
+    assert result["decode_rss_glass_mb"] < result["decode_rss_dense_mb"] - 0.6 * result["pruned_ffn_mb"]
+
+
+def test_bench_says_in_one_line_when_the_answer_ends_before_the_swap(smollm2_path):
+    run = run_cli("bench", smollm2_path, "--repeats", "1", "--prompt-tokens", "32", "--gen-tokens", "8")
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1].startswith("Error: cannot bench SmolLM2-135M-Instruct.Q4_1.gguf: GLASS "
+                                                          "decodes dense until it swaps")
+    assert "Traceback" not in run.stderr
 
 
 def test_bench_has_no_ceiling_for_a_per_layer_split(smollm2_path, tmp_path):

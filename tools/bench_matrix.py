@@ -4,20 +4,21 @@
         --types Q4_K_M,Q6_K,Q8_0 --densities 0.5,0.75,0.9 --threads 2 --repeats 3
 
 Each type other than the model's own is made from MODEL by llama.cpp's quantizer (cached under
-~/.cache/glass-gguf/bench-matrix/; speed does not depend on the weights' values). Cells already in the output file are
-skipped, so an interrupted run continues where it stopped; the file is rewritten atomically after every cell.
+~/.cache/glass-gguf/bench-matrix/; speed does not depend on the weights' values). Every cell runs in a process of its
+own (resident memory is per process). Cells already in the output file are skipped, so an interrupted run continues
+where it stopped; the file is rewritten atomically after every cell.
 Render the table into docs/runtime.md with `python -m glass_gguf.bench_table`.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 from glass_gguf.assets import cache_dir
 from glass_gguf.atomic import write_text
-from glass_gguf.bench import run_bench
 from glass_gguf.quantize import file_type_name, quantize
 
 
@@ -54,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
                 if (qtype, density, threads) in done:
                     continue
                 print(f"{qtype} density {density} threads {threads}", file=sys.stderr)
-                r = run_bench(path, density, None, threads, repeats=args.repeats).to_dict()
+                run = subprocess.run([sys.executable, "-m", "glass_gguf.cli", "bench", str(path), "--density",
+                                      str(density), "--threads", str(threads), "--repeats", str(args.repeats),
+                                      "--json"], capture_output=True, text=True)
+                if run.returncode != 0:
+                    raise SystemExit(f"bench failed on {path.name}: {run.stderr.strip().splitlines()[-1:]}")
+                r = json.loads(run.stdout)
                 result["rows"].append({"type": qtype, **r})
                 write_text(args.output, json.dumps(result, indent=1))
     return 0

@@ -1,0 +1,108 @@
+"""Two contexts on one model, one dense and one under GLASS (issue 23): the GLASS context hands the dense FFN pages of
+the mapped file back to the kernel at its swap, and the dense context sharing the model must neither change its
+answer nor re-read weights on every token afterwards (it faults them back in once)."""
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+import llama_cpp
+from llama_cpp import llama_cpp as lib
+
+from glass_gguf.glass_file import embed_prior
+from glass_gguf.runtime import GlassSession
+from glass_checks import assert_decoded_sparse, sparse_after_swap
+from test_runtime import seeded_prior
+
+pytestmark = pytest.mark.slow
+
+PROMPT = "The history of the printing press begins"
+
+
+class DenseContext:
+    """A second llama_context on an already loaded llama_cpp.Llama's model, GLASS off, greedy decoding by hand."""
+
+    def __init__(self, llm):
+        params = lib.llama_context_default_params()
+        params.n_ctx, params.n_batch, params.n_threads, params.n_threads_batch = 256, 64, 2, 2
+        self.ctx = lib.llama_init_from_model(llm.model, params)
+        assert self.ctx
+        self.n_vocab = llm.n_vocab()
+        self.model = llm.model
+        self.n_past = 0
+        GlassSession(self).disable()  # the GLASS GGUF auto-enables GLASS on every context
+
+    def reset(self):  # what GlassSession expects of a client
+        pass
+
+    def decode(self, tokens) -> int:
+        arr = (lib.llama_token * len(tokens))(*tokens)
+        assert lib.llama_decode(self.ctx, lib.llama_batch_get_one(arr, len(tokens))) == 0
+        self.n_past += len(tokens)
+        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self.ctx, -1), shape=(self.n_vocab,))
+        return int(np.argmax(logits))
+
+    def greedy(self, first: int, n: int) -> tuple[list[int], list[float]]:
+        tokens, times, tok = [], [], first
+        for _ in range(n):
+            t = time.perf_counter()
+            tok = self.decode([tok])
+            times.append(time.perf_counter() - t)
+            tokens.append(tok)
+        return tokens, times
+
+    def free(self):
+        lib.llama_free(self.ctx)
+
+
+@pytest.fixture(scope="module")
+def glass_model(smollm2_path, tmp_path_factory):
+    return embed_prior(smollm2_path, seeded_prior(smollm2_path), tmp_path_factory.mktemp("two") / "glass.gguf",
+                       density=0.5, lam=0.5)
+
+
+def rss_file_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@pytest.mark.claims_sparse
+def test_a_dense_context_beside_a_glass_context_on_one_model(glass_model):
+    llm = llama_cpp.Llama(model_path=str(glass_model), n_ctx=256, n_threads=2, n_threads_batch=2, verbose=False)
+    glass = GlassSession(llm)
+    dense = DenseContext(llm)
+    prompt = llm.tokenize(PROMPT.encode(), special=True)
+
+    # the dense context's answer, in two halves: before and after the GLASS context's swap releases the pages
+    first = dense.decode(prompt)
+    before, t_before = dense.greedy(first, 24)
+    rss_before = rss_file_mb()
+    out = llm.create_completion("Write a long story about a dragon who learns to bake bread.", max_tokens=48,
+                                temperature=0.0)
+    assert out["usage"]["completion_tokens"] == 48
+    assert_decoded_sparse(glass, exactly=sparse_after_swap(48))
+    rss_released = rss_file_mb()
+    after, t_after = dense.greedy(before[-1], 24)
+    dense.free()
+
+    # the same answer as a model of its own, without a GLASS context beside it
+    alone = llama_cpp.Llama(model_path=str(glass_model), n_ctx=256, n_threads=2, n_threads_batch=2, verbose=False)
+    ref = DenseContext(alone)
+    ref_first = ref.decode(prompt)
+    ref_tokens, _ = ref.greedy(ref_first, 48)
+    ref.free()
+    assert [first] + before + after == [ref_first] + ref_tokens
+
+    # the release: the mapped file's resident pages fell by most of the compacted layers' dense FFN bytes ...
+    pruned_dense_ffn_mb = sum(glass.layer_bytes(il)[0] for il in range(glass.n_layer)
+                              if glass.selected()[il] is not None) / 2**20
+    assert rss_before - rss_released > 0.5 * pruned_dense_ffn_mb
+    # ... and the dense context paid for it once: its first token after the swap faults the pages back in, the rest
+    # decode at the speed they had before (medians; a re-read on every token would cost several times a token)
+    print(f"dense context: {1000 * statistics.median(t_before):.1f} ms/token before, first after "
+          f"{1000 * t_after[0]:.1f} ms, then {1000 * statistics.median(t_after[1:]):.1f} ms; file pages resident "
+          f"{rss_before:.0f} -> {rss_released:.0f} MB")
+    assert statistics.median(t_after[1:]) < 1.3 * statistics.median(t_before)
