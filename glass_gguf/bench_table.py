@@ -42,7 +42,7 @@ def render(results: Path = RESULTS) -> str:
 
 def render_memory_limit(results: Path = RESULTS) -> str:
     lines = ["| model | file MB | limit MB | setting | tok/s, no limit | tok/s, limited | limited / unlimited | "
-             "first token s, limited | RSS MB, limited | tokens decoded sparse |", "|---" * 10 + "|"]
+             "answer s, limited | peak MB, no limit / limited | tokens decoded sparse |", "|---" * 10 + "|"]
     for path in sorted(results.glob("*-memlimit.json")):
         data = json.loads(path.read_text())
         by_setting: dict[float, dict] = {}
@@ -58,7 +58,7 @@ def render_memory_limit(results: Path = RESULTS) -> str:
                 continue
             lines.append(f"| {data['model']} | {data['file_mb']:.0f} | {limit:.0f} | {setting} | "
                          f"{free['tok_s']:.1f} | {lim['tok_s']:.1f} | {lim['tok_s'] / free['tok_s']:.2f} | "
-                         f"{lim['first_token_s']:.2f} | {lim['rss_mb']:.0f} | {lim['sparse_tokens']} |")
+                         f"{lim['wall_s']:.1f} | {free['peak_mb']:.0f} / {lim['peak_mb']:.0f} | {lim['sparse_tokens']} |")
     return "\n".join(lines)
 
 
