@@ -3,10 +3,8 @@
 It has the shapes and types GLASS's compacted weights have at the same k, with a fixed mask instead of a per-prompt
 one, so stock llama.cpp decoding it is the speed GLASS can at best reach: bench times it as the ceiling.
 
-- n_ff becomes k rounded up to the down projections' block (`static_width`): the runtime pads a compacted down
-  projection to whole blocks (256 columns for K types) with zero columns, and stock llama.cpp needs gate and up to
-  have as many rows as down has columns, so the ceiling reads up to a block's worth of gate and up rows more than
-  GLASS does (under 4% of the FFN bytes at k >= 1000 with 256-element blocks);
+- n_ff becomes k rounded up to the down projections' block (`static_width`), as the runtime's compacted FFN is
+  (its neurons past k are zero rows and columns; here they are the next real neurons, the same bytes);
 - gate and up: the first rows, whole quant blocks, copied as bytes;
 - down: the first columns. In its own type (what the runtime keeps) they are a byte slice of every row; in another
   (Q8_0 under GLASS_GGUF_DOWN_Q8_0) they are dequantized and quantized again with gguf-py's gguf.quants;

@@ -80,8 +80,8 @@ def test_a_dense_context_beside_a_glass_context_on_one_model(glass_model):
     first = dense.decode(prompt)
     before, t_before = dense.greedy(first, 24)
     rss_before = rss_file_mb()
-    out = llm.create_completion("Write a long story about a dragon who learns to bake bread.", max_tokens=48,
-                                temperature=0.0)
+    out = llm.create_chat_completion([{"role": "user", "content": "Write a long story about a dragon who learns to "
+                                                                  "bake bread."}], max_tokens=48, temperature=0.0)
     assert out["usage"]["completion_tokens"] == 48
     assert_decoded_sparse(glass, exactly=sparse_after_swap(48))
     rss_released = rss_file_mb()
