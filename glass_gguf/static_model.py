@@ -65,8 +65,8 @@ def static_width(k: int, down_types: Sequence[GGMLQuantizationType]) -> int:
 def down_types_from_runtime(model_path: str | os.PathLike, glass, k: int) -> list[GGMLQuantizationType]:
     """The type the runtime compacts each layer's down projection to at k neurons, read off its own byte count
     (GlassSession.layer_bytes): of the types a compacted down can have (its own, or Q8_0 under
-    GLASS_GGUF_DOWN_Q8_0), the one whose size at k padded to its blocks makes up the bytes the runtime reports
-    beside k gate and up rows. Layers GLASS keeps dense get the type of a compacted sparse layer with the same
+    GLASS_GGUF_DOWN_Q8_0), the one whose width (k padded to its blocks) makes up, with as many gate and up rows,
+    the bytes the runtime reports. Layers GLASS keeps dense get the type of a compacted sparse layer with the same
     down type."""
     reader = open_gguf(model_path)
     layers = ffn_tensors(reader)
@@ -78,12 +78,13 @@ def down_types_from_runtime(model_path: str | os.PathLike, glass, k: int) -> lis
             continue
         gate, up, down = (layers[il][p] for p in ("gate", "up", "down"))
         n_embd = int(down.shape[1])
-        down_bytes = compacted - k * (row_bytes(gate.tensor_type, n_embd) + row_bytes(up.tensor_type, n_embd))
+        gate_up_row = row_bytes(gate.tensor_type, n_embd) + row_bytes(up.tensor_type, n_embd)
         candidates = [down.tensor_type, GGMLQuantizationType.Q8_0]
-        match = [t for t in candidates if n_embd * row_bytes(t, padded_width(k, t)) == down_bytes]
+        match = [t for t in candidates
+                 if (w := padded_width(k, t)) * gate_up_row + n_embd * row_bytes(t, w) == compacted]
         if not match:
-            raise GlassFormatError(f"layer {il}: the runtime reports {down_bytes} bytes of compacted down projection "
-                                   f"at k = {k}, which no candidate type ({[t.name for t in candidates]}) makes up")
+            raise GlassFormatError(f"layer {il}: the runtime reports {compacted} bytes of compacted FFN at k = {k}, "
+                                   f"which no candidate down type ({[t.name for t in candidates]}) makes up")
         found[il] = by_source[down.tensor_type] = match[0]
     if not found:
         raise GlassFormatError("GLASS compacts no layer of this model: there is no static counterpart to time")
