@@ -168,3 +168,30 @@ def test_the_schedule_stored_in_the_gguf_is_used_and_the_environment_overrides_i
     monkeypatch.setenv("GLASS_GGUF_REFRESH", "0")
     report = GlassSession(make_llm(scheduled)).schedule()
     assert (report["warmup"], report["refresh"]) == (16, 0)
+
+
+@pytest.mark.claims_sparse
+def test_a_warm_up_schedule_then_another_density_on_a_padded_k_quant_model(smollm2_path, tmp_path):
+    """Regression (issue 23): K-quant down projections pad k to 256-neuron blocks (density 0.6: 928 -> 1024); a
+    teacher-forced answer under a warm-up schedule, then the same context at other densities, must decode (an
+    earlier padding crashed llama.cpp's graph allocator on the second setting's prefill) and go sparse each time."""
+    import ctypes
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize, params.nthread = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, True, 2
+    model = tmp_path / "q4_k_m.gguf"
+    assert llama_cpp.llama_model_quantize(str(smollm2_path).encode(), str(model).encode(), ctypes.byref(params)) == 0
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=512, logits_all=True, n_threads=2, verbose=False)
+    glass = GlassSession(llm)
+    prompt = llm.tokenize(b"Write a long story about a dragon who learns to bake bread. " * 4)
+    answer = llm.tokenize(b" Once upon a time there was a dragon named Ember." * 12, add_bos=False)[:96]
+    for density in (0.6, 0.75, 0.9):
+        glass.disable()
+        glass.enable(density, 0.0, "auto")
+        glass.set_schedule(24, 0)
+        glass.set_prompt_end(len(prompt))
+        llm.eval(prompt)
+        llm.eval(answer[:24])   # the warm-up: dense, collected
+        llm.eval(answer[24:])   # sparse under the selection made from the prompt and the warm-up
+        assert glass.sparse_tokens == len(answer) - 24, density
+        assert np.isfinite(llm.scores[: len(prompt) + len(answer)]).all()
