@@ -610,8 +610,9 @@ def candidates_for(cfg: FrontierConfig, files: dict[str, dict]) -> dict[str, lis
 
 def runtime_build_key() -> str:
     """The installed patched build's key (sdist and patches): cached measurements of another runtime are not reused."""
-    path = Path(sys.prefix) / "glass-gguf-build.json"
-    return json.loads(path.read_text()).get("key", "") if path.exists() else ""
+    from .doctor import BUILD_INFO
+
+    return json.loads(BUILD_INFO.read_text()).get("key", "") if BUILD_INFO.exists() else ""
 
 
 def run_key(cfg: FrontierConfig, setting: GlassSetting, ref_digest: str, model_digest: str, prompts) -> str:

@@ -62,12 +62,16 @@ def aarch64_bin() -> Path:
 @pytest.fixture(scope="session")
 def glass_gguf(smollm2_path, tmp_path_factory) -> Path:
     """SmolLM2 with a seeded prior embedded (glass.density 0.5, glass.lambda 0.5): GLASS switches itself on."""
-    info = gguf_model_info(smollm2_path)
+    out = tmp_path_factory.mktemp("native") / "smollm2-glass.gguf"
+    return embed_prior(smollm2_path, gamma_prior(smollm2_path), out, density=0.5, lam=0.5)
+
+
+def gamma_prior(model: Path) -> Prior:
+    """A seeded prior for the model (gamma-distributed scores per neuron)."""
+    info = gguf_model_info(model)
     rng = np.random.default_rng(0)
     scores = [rng.gamma(2.0, 1.0, n).astype(np.float32) for n in info.n_ff]
-    prior = Prior(kind="activation", source="test:seed=0", tokens=0, fingerprint=info.fingerprint, scores=scores)
-    out = tmp_path_factory.mktemp("native") / "smollm2-glass.gguf"
-    return embed_prior(smollm2_path, prior, out, density=0.5, lam=0.5)
+    return Prior(kind="activation", source="test:seed=0", tokens=0, fingerprint=info.fingerprint, scores=scores)
 
 
 def run_env(**glass) -> dict:
@@ -312,20 +316,11 @@ def glass_gguf_k_quants(smollm2_path, tmp_path_factory) -> Path:
     """SmolLM2 re-quantized to Q4_K_M by llama.cpp (Q4_K and Q6_K down projections: whole 256-element blocks along
     the neurons, so compaction re-quantizes them in their own type and pads k to whole blocks), seeded prior
     embedded as in glass_gguf."""
-    import ctypes
+    from glass_gguf.quantize import quantize
 
     out = tmp_path_factory.mktemp("native-k")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
-    params.allow_requantize = True
-    params.nthread = 2
-    assert llama_cpp.llama_model_quantize(str(smollm2_path).encode(), str(out / "q4_k_m.gguf").encode(),
-                                          ctypes.byref(params)) == 0
-    info = gguf_model_info(out / "q4_k_m.gguf")
-    rng = np.random.default_rng(0)
-    scores = [rng.gamma(2.0, 1.0, n).astype(np.float32) for n in info.n_ff]
-    prior = Prior(kind="activation", source="test:seed=0", tokens=0, fingerprint=info.fingerprint, scores=scores)
-    return embed_prior(out / "q4_k_m.gguf", prior, out / "glass.gguf", density=0.5, lam=0.5)
+    model = quantize(smollm2_path, out / "q4_k_m.gguf", "Q4_K_M", threads=2)
+    return embed_prior(model, gamma_prior(model), out / "glass.gguf", density=0.5, lam=0.5)
 
 
 @pytest.mark.claims_sparse

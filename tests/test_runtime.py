@@ -210,15 +210,10 @@ def test_sparse_logits_equal_an_independent_pruned_model(glass_model, tmp_path, 
 @pytest.fixture(scope="module")
 def glass_model_q4_k(smollm2_path, tmp_path_factory):
     """SmolLM2 re-quantized to Q4_K_M by llama.cpp (its down projections are Q4_K and Q6_K), prior embedded."""
-    import ctypes
+    from glass_gguf.quantize import quantize
 
     out = tmp_path_factory.mktemp("q4k")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
-    params.allow_requantize = True
-    params.nthread = 2
-    assert llama_cpp.llama_model_quantize(str(smollm2_path).encode(), str(out / "q4_k_m.gguf").encode(),
-                                          ctypes.byref(params)) == 0
+    quantize(smollm2_path, out / "q4_k_m.gguf", "Q4_K_M", threads=2)
     return embed_prior(out / "q4_k_m.gguf", seeded_prior(smollm2_path, decimals=1), out / "glass.gguf",
                        density=0.5, lam=0.5)
 

@@ -175,12 +175,9 @@ def test_a_warm_up_schedule_then_another_density_on_a_padded_k_quant_model(smoll
     """Regression (issue 23): K-quant down projections pad k to 256-neuron blocks (density 0.6: 928 -> 1024); a
     teacher-forced answer under a warm-up schedule, then the same context at other densities, must decode (an
     earlier padding crashed llama.cpp's graph allocator on the second setting's prefill) and go sparse each time."""
-    import ctypes
+    from glass_gguf.quantize import quantize
 
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype, params.allow_requantize, params.nthread = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, True, 2
-    model = tmp_path / "q4_k_m.gguf"
-    assert llama_cpp.llama_model_quantize(str(smollm2_path).encode(), str(model).encode(), ctypes.byref(params)) == 0
+    model = quantize(smollm2_path, tmp_path / "q4_k_m.gguf", "Q4_K_M", threads=2)
     llm = llama_cpp.Llama(model_path=str(model), n_ctx=512, logits_all=True, n_threads=2, verbose=False)
     glass = GlassSession(llm)
     prompt = llm.tokenize(b"Write a long story about a dragon who learns to bake bread. " * 4)
