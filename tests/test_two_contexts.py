@@ -96,11 +96,9 @@ def test_a_dense_context_beside_a_glass_context_on_one_model(glass_model):
     ref.free()
     assert [first] + before + after == [ref_first] + ref_tokens
 
-    # the release: the mapped file's resident pages fell by most of the compacted layers' dense FFN bytes ...
-    pruned_dense_ffn_mb = sum(glass.layer_bytes(il)[0] for il in range(glass.n_layer)
-                              if glass.selected()[il] is not None) / 2**20
-    assert rss_before - rss_released > 0.5 * pruned_dense_ffn_mb
-    # ... and the dense context paid for it once: its first token after the swap faults the pages back in, the rest
+    # (the release itself is asserted by test_runtime's bench test through decode RSS: the process-wide RssFile
+    # read here also counts other models' mappings when the whole suite runs in one process)
+    # the dense context pays for the release once: its first token after the swap faults the pages back in, the rest
     # decode at the speed they had before (medians; a re-read on every token would cost several times a token)
     print(f"dense context: {1000 * statistics.median(t_before):.1f} ms/token before, first after "
           f"{1000 * t_after[0]:.1f} ms, then {1000 * statistics.median(t_after[1:]):.1f} ms; file pages resident "
