@@ -272,26 +272,34 @@ def fetch(name, as_json):
 @threads_option("threads (torch, or llama.cpp for a GGUF)")
 @click.option("--from-imatrix", type=click.Path(exists=True, dir_okay=False),
               help="take an activation prior from a llama.cpp imatrix (.dat or .gguf) instead; SOURCE may be a GGUF")
+@click.option("--calibration-text", type=click.Path(dir_okay=False),
+              help="also write the calibration sequences as text (a GGUF SOURCE), e.g. for llama-imatrix -f")
 @json_option
 def prior(source, output, kind, calibration, tokens, seq_len, batch_size, seed, shard, threads, from_imatrix,
-          as_json):
+          calibration_text, as_json):
     """Compute the global prior of SOURCE: a GGUF (by the patched llama.cpp, no torch) or an HF checkpoint folder
     (torch); docs/priors.md."""
     from .prior_file import write_prior
 
-    no_overwrite([output], [source, from_imatrix, *(c for c in calibration if c != "self")])
+    no_overwrite([output, calibration_text], [source, from_imatrix, *(c for c in calibration if c != "self")])
+    is_gguf = Path(source).is_file() and Path(source).suffix.lower() == ".gguf"
+    if calibration_text and (from_imatrix or not is_gguf):
+        raise click.BadParameter("the calibration text is written for a prior computed from a GGUF",
+                                 param_hint="--calibration-text")
     if from_imatrix:
         from .imatrix import prior_from_imatrix
 
         if kind != "activation":
             raise click.BadParameter("an imatrix gives an activation prior only", param_hint="--kind")
         p = prior_from_imatrix(from_imatrix, _model_info(source))
-    elif Path(source).is_file() and Path(source).suffix.lower() == ".gguf":
-        from .gguf_prior import compute_gguf_prior
+    elif is_gguf:
+        from .gguf_prior import compute_gguf_prior, write_calibration_text
         from .prior import parse_shard
 
-        p = compute_gguf_prior(source, kind, calibration, tokens, seq_len, seed, batch_size, parse_shard(shard),
-                               threads)
+        p, used = compute_gguf_prior(source, kind, calibration, tokens, seq_len, seed, batch_size,
+                                     parse_shard(shard), threads, return_sequences=True)
+        if calibration_text:
+            write_calibration_text(calibration_text, source, used)
     else:
         from .prior import compute_prior, parse_shard
 

@@ -200,3 +200,15 @@ def compute_gguf_prior(
         sums = [s * down_column_norms(model, il) for il, s in enumerate(sums)]
     prior = Prior.from_sums(kind, calib.source, info.fingerprint, sums, n_tokens, shard)
     return (prior, used) if return_sequences else prior
+
+
+def write_calibration_text(path: str | os.PathLike, model: str | os.PathLike, sequences: list[list[int]]) -> None:
+    """The calibration sequences as text, a blank line between them: what `llama-imatrix -f` reads, so that an
+    importance matrix sees the same text as the prior (the self-generated text exists only as tokens otherwise)."""
+    import llama_cpp
+
+    from .atomic import write_text
+
+    vocab = llama_cpp.Llama(model_path=str(model), vocab_only=True, verbose=False)
+    text = "\n\n".join(vocab.detokenize(s).decode("utf-8", errors="replace").strip() for s in sequences)
+    write_text(path, text + "\n")

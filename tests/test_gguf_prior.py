@@ -146,3 +146,27 @@ def test_shards_in_separate_processes_merge_into_the_single_run_without_torch(sm
         np.testing.assert_allclose(a, b, rtol=1e-12)
     for a, b in zip(merged.scores, single.scores):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_the_calibration_text_is_the_self_generated_text_of_the_prior(smollm2_path, tmp_path):
+    """--calibration-text writes what the prior saw, for llama-imatrix -f: one block per sequence, the same tokens."""
+    import llama_cpp
+    from click.testing import CliRunner
+
+    from glass_gguf.cli import main
+    from glass_gguf.prior_file import read_prior
+
+    text, prior = tmp_path / "calibration.txt", tmp_path / "prior.gguf"
+    args = ["prior", str(smollm2_path), "-o", str(prior), "--tokens", "64", "--seq-len", "32", "--threads", "1"]
+    r = CliRunner().invoke(main, [*args, "--calibration-text", str(text)])
+    assert r.exit_code == 0, r.output
+    blocks = text.read_text().strip().split("\n\n")
+    assert len(blocks) == 2 and read_prior(prior).tokens == 64
+    vocab = llama_cpp.Llama(model_path=str(smollm2_path), vocab_only=True, verbose=False)
+    for block in blocks:  # detokenized then tokenized again: the sequence's length, give or take a merge
+        assert abs(len(vocab.tokenize(block.encode(), add_bos=False)) - 32) <= 4
+
+    refused = CliRunner().invoke(main, ["prior", str(smollm2_path), "-o", str(tmp_path / "p2.gguf"),
+                                        "--from-imatrix", str(prior), "--calibration-text", str(tmp_path / "c.txt")])
+    assert refused.exit_code != 0 and "--calibration-text" in refused.output
+    assert not (tmp_path / "c.txt").exists() and not (tmp_path / "p2.gguf").exists()
