@@ -657,8 +657,8 @@ backend_option = click.option(
 
 
 def _need_priors(methods, priors):
-    if any(m in ("static", "glass") for m in methods) and not priors:
-        raise click.ClickException("static and glass need a prior: pass --prior FILE (from `glass-gguf prior`) "
+    if any(m in ("static", "glass", "two-level") for m in methods) and not priors:
+        raise click.ClickException("static, glass and two-level need a prior: pass --prior FILE (from `glass-gguf prior`) "
                                    "or a GLASS GGUF as MODEL")
 
 
@@ -701,6 +701,17 @@ def _layer_split(text: str) -> float:
     return value
 
 
+def _token_fraction(text: str) -> float:
+    """A two-level token fraction in (0, 1): the share of the selected neurons each decoded token keeps."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingError(f"a token fraction must be a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise SettingError(f"a token fraction must be in (0, 1), got {text}")
+    return value
+
+
 def densities_list(default: str):
     return click.option("--densities", default=default, callback=_list_of(check_density),
                         help="comma-separated densities")
@@ -730,30 +741,36 @@ def _write_json(output, record: dict) -> None:
 @click.option("--n-prompts", type=click.IntRange(1), help="use N prompts, evenly spaced [default: all]")
 @densities_list("0.5,0.75")
 @click.option("--methods", default="dense,griffin,static,glass", callback=_names_of(METHODS),
-              help="of dense, griffin, static, glass, random, oracle (the mask of the dense answer itself)")
+              help="of dense, griffin, static, glass, two-level (torch backend), random, oracle (the mask of the "
+                   "dense answer itself)")
 @lambdas_list("0.25,0.5,0.75")
 @click.option("--schedules", default="0:0", callback=_schedules,
               help="comma-separated WARMUP:REFRESH pairs for griffin and glass (0:0 = select once, after the prompt)")
 @click.option("--layer-splits", default="0", callback=_list_of(_layer_split),
               help="comma-separated strengths of the per-layer density split for glass (0 = uniform; "
                    "docs/refresh.md, \"Per-layer density\")")
+@click.option("--token-fractions", default="0.5", callback=_list_of(_token_fraction),
+              help="comma-separated shares of the selection each decoded token keeps, for two-level "
+                   "(docs/two-level.md)")
 @gen_tokens_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the JSON records here")
 @click.option("--plot", type=click.Path(dir_okay=False), help="PNG of PPL and KL against density")
 def eval_cmd(model, hf, prior_files, threads, as_json, backend, prompts_file, n_prompts, densities, methods,
-             lambdas, schedules, layer_splits, gen_tokens, output, plot):
+             lambdas, schedules, layer_splits, token_fractions, gen_tokens, output, plot):
     """Short-prompt long-generation quality (docs/design.md, quality protocol): PPL and KL(dense || method)."""
     from . import datasets, evaluate
     from .results import eval_protocol
 
-    if backend == "llama" and "random" in methods:
-        raise click.BadParameter("the llama backend has no random method", param_hint="--methods")
+    for name in ("random", "two-level"):
+        if backend == "llama" and name in methods:
+            raise click.BadParameter(f"the llama backend has no {name} method (--backend torch has)",
+                                     param_hint="--methods")
     no_overwrite([output, plot], [model, *prior_files, prompts_file])
     runner, priors = _quality_setup(model, hf, prior_files, backend, threads)
     _need_priors(methods, priors)
     prompts = datasets.read_prompts(prompts_file) if prompts_file else datasets.mtbench_prompts("eval")
     out = eval_protocol(runner, Path(model), priors, n_prompts, gen_tokens, densities, lambdas, methods, prompts,
-                        schedules, layer_splits=layer_splits)
+                        schedules, layer_splits=layer_splits, token_fractions=token_fractions)
     records = [evaluate.Record.from_json(r) for r in out["results"]]
     _write_json(output, out)
     if plot:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import reference
+from . import method, reference
 from .atomic import write_text
 from .errors import SettingError
 from .reference import Config
@@ -57,11 +57,12 @@ class Record:
     warmup: int = 0               # the generation schedule (reference.Config)
     refresh: int = 0
     layer_split: float = 0.0      # per-layer density strength (reference.Config)
+    token_fraction: float = 1.0   # two-level's per-token share of the selection (reference.Config)
 
     @property
     def config(self) -> Config:
         return Config.of(self.method, self.prior, self.lam, self.density, self.warmup, self.refresh,
-                         self.layer_split)
+                         self.layer_split, self.token_fraction)
 
     @property
     def setting(self) -> str:
@@ -97,13 +98,15 @@ class Gain:
         r = self.record
         return {"label": r.label, "method": r.method, "prior": r.prior, "lambda": r.lam, "density": r.density,
                 "warmup": r.warmup, "refresh": r.refresh, "layer_split": r.layer_split,
-                "ppl_gain_pct": self.ppl_gain_pct,
+                "token_fraction": r.token_fraction, "ppl_gain_pct": self.ppl_gain_pct,
                 "kl_gain_pct": self.kl_gain_pct, "gap_closed_pct": self.gap_closed_pct}
 
 
-def configs_for(methods, densities, lambdas, prior_kinds, schedules=((0, 0),), layer_splits=(0.0,)) -> list[Config]:
+def configs_for(methods, densities, lambdas, prior_kinds, schedules=((0, 0),), layer_splits=(0.0,),
+                token_fractions=(0.5,)) -> list[Config]:
     """The settings of one run: dense once, then every method at every density (static and glass per prior kind,
-    glass at every lambda and per-layer density split, griffin and glass under every (warm-up, refresh) schedule)."""
+    glass at every lambda and per-layer density split, griffin and glass under every (warm-up, refresh) schedule,
+    two-level as glass at every token fraction whose selection fits in the model)."""
     configs: list[Config] = []
     for name in methods:
         if name not in reference.METHODS:
@@ -121,6 +124,10 @@ def configs_for(methods, densities, lambdas, prior_kinds, schedules=((0, 0),), l
             elif name == "glass":
                 configs += [Config("glass", d, lam, p, w, r, layer_split=s) for p in prior_kinds for lam in lambdas
                             for w, r in schedules for s in layer_splits]
+            elif name == "two-level":
+                configs += [Config("two-level", d, lam, p, w, r, layer_split=s, token_fraction=f)
+                            for f in token_fractions if method.superset_density(d, f) <= 1.0
+                            for p in prior_kinds for lam in lambdas for w, r in schedules for s in layer_splits]
     return configs
 
 
@@ -181,7 +188,8 @@ class TorchBackend:
             batch = max(1, self.batch_tokens // max(1, (N - 1) * vocab))
             for i in range(0, len(sparse), batch):
                 chunk = sparse[i:i + batch]
-                self.sparsifier.sparse([m for _, m in chunk], start=P)
+                self.sparsifier.sparse([m for _, m in chunk], start=P,
+                                       token_fractions=[c.token_fraction for c, _ in chunk])
                 logits = self.model(x.expand(len(chunk), -1), logits_to_keep=N - 1).logits
                 self.sparsifier.off()
                 for b, (c, masks) in enumerate(chunk):
@@ -284,7 +292,7 @@ class LlamaBackend:
         """The context's priors become exactly setting c's: the prior of its kind for static and GLASS, none for
         GRIFFIN and the oracle (prompt-only: no layer selects by a prior, the file's own included)."""
         wanted = None
-        if c.method in ("glass", "static"):
+        if c.method in ("glass", "static", "two-level"):
             if c.prior not in priors:
                 raise SettingError(f"{c.label} needs the {c.prior} prior")
             wanted = priors[c.prior]
@@ -306,8 +314,8 @@ class LlamaBackend:
             if c.method == "dense":
                 logp = logp_dense
             else:
-                if c.method == "random":
-                    raise SettingError("the llama backend has no random method")
+                if c.method in ("random", "two-level"):
+                    raise SettingError(f"the llama backend has no {c.method} method (the torch backend has)")
                 self.use_priors(c, priors)
                 decode = self._decode_scheduled if c.scheduled else self._decode_oracle if c.method == "oracle" \
                     else self._decode_fixed
@@ -337,8 +345,6 @@ class LlamaBackend:
     def _decode_scheduled(self, c: Config, prompt_ids, inputs, scale=None) -> None:
         """Auto mode under the runtime's own schedule, fed in runs of one kind (the runtime would split any other
         batching into single tokens where the kind changes, with the same result)."""
-        from . import method
-
         self.llm.reset()
         self._enable(c, c.weight, "auto", scale)
         self.glass.set_schedule(c.warmup, c.refresh, c.min_change)
@@ -415,7 +421,8 @@ def summarize(scores: list[PromptScores], configs: list[Config], backend: str = 
             records.append(Record(method=c.method, prior=c.prior, lam=c.weight, density=c.density,
                                   ppl=math.exp(nll / tokens), kl=kl / tokens, n_prompts=len(group), n_tokens=tokens,
                                   split=split, median_prompt_tokens=median, backend=backend,
-                                  warmup=c.warmup, refresh=c.refresh, layer_split=c.layer_split))
+                                  warmup=c.warmup, refresh=c.refresh, layer_split=c.layer_split,
+                                  token_fraction=c.token_fraction))
     return records
 
 
@@ -429,7 +436,7 @@ def improvements(records: list[Record], split: str = "all") -> list[Gain]:
     out = []
     for r in records:
         g, o = griffin.get(r.density), oracle.get(r.density)
-        if r.split != split or r.method not in ("glass", "static", "griffin") or g is None or r is g:
+        if r.split != split or r.method not in ("glass", "static", "griffin", "two-level") or g is None or r is g:
             continue
         gap = 100.0 * (g.kl - r.kl) / (g.kl - o.kl) if o is not None and g.kl > o.kl else None
         out.append(Gain(r, ppl_gain_pct=100.0 * (g.ppl - r.ppl) / g.ppl,
@@ -447,8 +454,6 @@ def format_table(records: list[Record], split: str = "all") -> str:
 
 def dense_share(warmup: int, refresh: int, gen_tokens: int) -> float:
     """The share of an answer of gen_tokens that a schedule decodes dense (method.collected_positions)."""
-    from . import method
-
     return float(method.collected_positions(gen_tokens, warmup, refresh).mean())
 
 

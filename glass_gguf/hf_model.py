@@ -93,12 +93,17 @@ def down_projections(model) -> list:
 
     The input of down_proj is exactly the FFN intermediate h that GLASS scores.
     """
+    return [mlp.down_proj for mlp in gated_mlps(model)]
+
+
+def gated_mlps(model) -> list:
+    """The FFN of every decoder layer: down_proj(act_fn(gate_proj(x)) * up_proj(x)); anything else is refused."""
     out = []
     for i, layer in enumerate(decoder_layers(model)):
         mlp = getattr(layer, "mlp", None)
-        if mlp is None or not all(hasattr(mlp, p) for p in ("gate_proj", "up_proj", "down_proj")):
+        if mlp is None or not all(hasattr(mlp, p) for p in ("gate_proj", "up_proj", "down_proj", "act_fn")):
             raise UnsupportedModel(
                 f"layer {i}: {type(mlp).__name__} is not a dense gated FFN (gate_proj, up_proj, down_proj)"
             )
-        out.append(mlp.down_proj)
+        out.append(mlp)
     return out

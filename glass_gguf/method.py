@@ -200,3 +200,26 @@ def refreshed(previous: np.ndarray | None, new: np.ndarray | None, k: int, min_c
         return new
     added = np.setdiff1d(new, previous, assume_unique=True).size
     return previous if added <= np.float32(min_change) * np.float64(k) else new
+
+
+# -- two-level decoding: a per-token choice inside the prompt's selection (docs/two-level.md) ----------------------
+
+def superset_density(density: float, token_fraction: float) -> float:
+    """The prompt-level density D whose two-level decode reads `density` of the FFN rows per token on average: a
+    token reads every gate row of the D * n_ff selected neurons and the up and down rows of its own share f of them,
+    so density = D * (1 + 2 f) / 3."""
+    if not (0.0 < token_fraction <= 1.0):
+        raise ValueError(f"a token fraction must be in (0, 1], got {token_fraction}")
+    return 3.0 * density / (1.0 + 2.0 * token_fraction)
+
+
+def neurons_per_token(k: int, token_fraction: float) -> int:
+    """How many of a layer's k selected neurons each token keeps: f * k (f as float32) rounded half up, at least 1."""
+    return int(min(k, max(1, math.floor(as_float32(token_fraction) * k + 0.5))))
+
+
+def token_select(gate_activation: np.ndarray, keep: int) -> np.ndarray:
+    """The neurons one token keeps among its layer's selected ones: the `keep` largest |act(gate)| (gate_activation
+    over the selected neurons, in their order), ties to the smaller position; positions in ascending order."""
+    order = np.argsort(-np.abs(np.asarray(gate_activation, dtype=np.float64)), kind="stable")[:keep]
+    return np.sort(order)

@@ -20,10 +20,11 @@ import numpy as np
 
 from . import method
 from .errors import SettingError
-from .hf_model import down_projections
+from .hf_model import gated_mlps
 from .settings import check_density, check_lambda
 
-METHODS = ("dense", "griffin", "static", "glass", "random", "oracle")
+METHODS = ("dense", "griffin", "static", "glass", "two-level", "random", "oracle")
+WITH_PRIOR = ("static", "glass", "two-level")
 PRIOR_TAGS = {"activation": "A", "impact": "I"}   # the letter of A-GLASS and I-GLASS in setting names
 
 
@@ -34,6 +35,9 @@ class Config:
     warmup and refresh are the runtime's generation schedule (method.collected_positions) for griffin and glass;
     "oracle" selects from the dense continuation's own statistic (GRIFFIN's rule on the answer, not the prompt):
     what no runtime can know in advance, the yardstick of how much of the gap a setting closes.
+    "two-level" is GLASS's selection at a larger density (method.superset_density) inside which every decoded
+    token keeps the share token_fraction with the largest |act(gate)|; its density is the average share of the
+    FFN's rows a token reads (docs/two-level.md).
     """
 
     method: str
@@ -44,29 +48,46 @@ class Config:
     refresh: int = 0
     min_change: float = 0.05
     layer_split: float = 0.0   # per-layer density from the prior's concentration (method.layer_scale); 0 uniform
+    token_fraction: float = 1.0  # two-level: the share of the selected neurons each decoded token keeps
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise SettingError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        if self.method in ("static", "glass") and self.prior is None:
+        if self.method in WITH_PRIOR and self.prior is None:
             raise SettingError(f"{self.method} needs a prior kind")
-        if self.method == "glass":
+        if self.method in ("glass", "two-level"):
             if self.lam is None:
                 raise SettingError("glass needs a lambda in [0, 1], got None")
             check_lambda(self.lam)
         check_density(self.density)
-        if (self.warmup or self.refresh) and self.method not in ("griffin", "glass"):
+        if self.method == "two-level":
+            if not 0.0 < self.token_fraction < 1.0:
+                raise SettingError(f"two-level needs a token fraction in (0, 1), got {self.token_fraction}")
+            if self.superset_density > 1.0:
+                raise SettingError(f"two-level at density {self.density:g} with token fraction "
+                                   f"{self.token_fraction:g} needs a selection denser than the model "
+                                   f"({self.superset_density:.3f}): raise the token fraction or lower the density")
+        elif self.token_fraction != 1.0:
+            raise SettingError(f"a token fraction applies to two-level only, not {self.method}")
+        if (self.warmup or self.refresh) and self.method not in ("griffin", "glass", "two-level"):
             raise SettingError(f"warm-up and refresh apply to griffin and glass, not {self.method}")
         if self.warmup < 0 or self.refresh < 0 or self.refresh == 1:
             raise SettingError(f"warm-up must be >= 0 and refresh 0 (off) or >= 2, got {self.warmup} and {self.refresh}")
-        if self.layer_split and self.method != "glass":
+        if self.layer_split and self.method not in ("glass", "two-level"):
             raise SettingError(f"a per-layer density split needs the prior: glass only, not {self.method}")
 
     def layer_scale(self, priors: dict[str, list[np.ndarray]] | None) -> list[float] | None:
         """The per-layer density factors of this setting (None: every layer at the density)."""
         if not self.layer_split:
             return None
-        return method.layer_scale(list(priors[self.prior]), self.density, self.layer_split)
+        return method.layer_scale(list(priors[self.prior]), self.superset_density, self.layer_split)
+
+    @property
+    def superset_density(self) -> float:
+        """The density of the prompt's selection: the density itself, or two-level's larger one."""
+        if self.method != "two-level":
+            return self.density
+        return method.superset_density(self.density, self.token_fraction)
 
     @property
     def scheduled(self) -> bool:
@@ -75,7 +96,7 @@ class Config:
     @property
     def weight(self) -> float | None:
         """The lambda handed to method.select_layers (None for dense, random and the oracle)."""
-        return {"griffin": 0.0, "static": 1.0, "glass": self.lam}.get(self.method)
+        return {"griffin": 0.0, "static": 1.0, "glass": self.lam, "two-level": self.lam}.get(self.method)
 
     @property
     def name(self) -> str:
@@ -87,6 +108,8 @@ class Config:
             return f"static-{tag}"
         if self.method == "glass":
             return f"glass-{tag} lambda={self.lam:g}{schedule}"
+        if self.method == "two-level":
+            return f"two-level-{tag} lambda={self.lam:g} f={self.token_fraction:g}{schedule}"
         return self.method + schedule
 
     @property
@@ -96,10 +119,10 @@ class Config:
 
     @classmethod
     def of(cls, method: str, prior: str | None, weight: float | None, density: float, warmup: int = 0,
-           refresh: int = 0, layer_split: float = 0.0) -> "Config":
+           refresh: int = 0, layer_split: float = 0.0, token_fraction: float = 1.0) -> "Config":
         """The setting behind a result's fields (weight is the lambda handed to select_layers)."""
-        return cls(method, density, weight if method == "glass" else None, prior, warmup, refresh,
-                   layer_split=layer_split)
+        return cls(method, density, weight if method in ("glass", "two-level") else None, prior, warmup, refresh,
+                   layer_split=layer_split, token_fraction=token_fraction)
 
 
 def select_masks(
@@ -127,7 +150,7 @@ def select_masks(
         if not priors or config.prior not in priors:
             raise SettingError(f"{config.label} needs the {config.prior} prior")
         layer_priors = list(priors[config.prior])
-    return method.select_layers(sum_squares, rows, layer_priors, config.weight, config.density,
+    return method.select_layers(sum_squares, rows, layer_priors, config.weight, config.superset_density,
                                 config.layer_scale(priors))
 
 
@@ -142,21 +165,27 @@ class Sparsifier:
     collects_last_layer = False
 
     def __init__(self, model):
-        self.downs = down_projections(model)
+        mlps = gated_mlps(model)
+        self.downs = [m.down_proj for m in mlps]
         self.n_ff = self.downs[0].in_features
         self.state = "off"
         self._prompt_len = 0
         self._start = 0
         self._collect_start = 0
         self._masks: list | None = None
+        self._token_keep: list[list[int | None]] | None = None   # two-level: [layer][batch row] neurons per token
+        self._gates: list = [None] * len(mlps)                     # two-level: act(gate) of the current forward
         self._captured: list[list[np.ndarray]] | None = None
         self.sum_squares = [np.zeros(d.in_features) for d in self.downs]
         self.rows = [0] * len(self.downs)
         self._hooks = [d.register_forward_pre_hook(self._make_hook(i)) for i, d in enumerate(self.downs)]
+        self._hooks += [m.gate_proj.register_forward_hook(self._make_gate_hook(i, m.act_fn))
+                        for i, m in enumerate(mlps)]
 
     # -- states ---------------------------------------------------------------------------------------------------
     def off(self) -> None:
-        self.state, self._masks, self._captured = "off", None, None
+        self.state, self._masks, self._captured, self._token_keep = "off", None, None, None
+        self._gates = [None] * len(self.downs)
 
     def collect(self, prompt_len: int, start: int = 0) -> None:
         """Dense; the next forward adds the statistic of its positions [start, prompt_len) (batch of one) to every
@@ -172,8 +201,11 @@ class Sparsifier:
         self._captured = [[] for _ in self.downs]
         return self._captured
 
-    def sparse(self, masks: list[list[np.ndarray | None]], start: int) -> None:
-        """masks[b][layer]: kept neurons for batch row b (None = dense layer); positions >= start are masked."""
+    def sparse(self, masks: list[list[np.ndarray | None]], start: int,
+               token_fractions: list[float] | None = None) -> None:
+        """masks[b][layer]: kept neurons for batch row b (None = dense layer); positions >= start are masked.
+        token_fractions[b] < 1 makes row b two-level: each position keeps that share of its layer's kept neurons,
+        those with the largest |act(gate)| (method.neurons_per_token, method.token_select)."""
         import torch
 
         per_layer = []
@@ -186,6 +218,10 @@ class Sparsifier:
                     m[b, 0, torch.as_tensor(np.asarray(keep, dtype=np.int64))] = 1.0
             per_layer.append(m)
         self.state, self._masks, self._start = "sparse", per_layer, int(start)
+        fractions = token_fractions or [1.0] * len(masks)
+        if any(f < 1.0 for f in fractions):
+            self._token_keep = [[None if f >= 1.0 or m[layer] is None else method.neurons_per_token(len(m[layer]), f)
+                                 for m, f in zip(masks, fractions)] for layer in range(len(self.downs))]
 
     def close(self) -> None:
         for h in self._hooks:
@@ -214,12 +250,40 @@ class Sparsifier:
                 self._captured[layer].append(h.detach().reshape(-1, h.shape[-1]).float().numpy().copy())
             elif self.state == "sparse":
                 m = self._masks[layer]
+                if self._token_keep is not None:
+                    m = self._per_token(layer, m, h.shape[1])
                 out = h.clone()
                 out[:, self._start:] = out[:, self._start:] * m
                 return (out,)
             return None
 
         return hook
+
+    def _make_gate_hook(self, layer: int, act_fn):
+        def hook(module, args, out):
+            if self.state == "sparse" and self._token_keep is not None:
+                self._gates[layer] = act_fn(out.detach())
+            return None
+
+        return hook
+
+    def _per_token(self, layer: int, mask, positions: int):
+        """Two-level masks [batch, positions - start, n_ff]: within the row's kept neurons, each position keeps
+        the neurons_per_token largest |act(gate)|; rows without a token fraction keep their mask."""
+        import torch
+
+        gate = self._gates[layer][:, self._start:positions].abs()
+        out = mask.expand(-1, gate.shape[1], -1).clone()
+        for b, keep in enumerate(self._token_keep[layer]):
+            if keep is None:
+                continue
+            # outside the selection the score is -1, below every |act(gate)|; topk's order among equal values is
+            # not method.token_select's index order, which matters only for exact ties of float activations
+            scores = torch.where(mask[b, 0] > 0, gate[b], torch.full_like(gate[b], -1.0))
+            top = torch.topk(scores, keep, dim=-1).indices
+            out[b].zero_()
+            out[b].scatter_(-1, top, 1.0)
+        return out
 
 
 # what follows a prompt for a base model (no chat template): the blank line after which a completion answers
@@ -308,7 +372,8 @@ def decode_scheduled(model, sparsifier: Sparsifier, prompt_ids: list[int], input
     rows = list(sparsifier.rows)
     masks, logps = None, []
     scale = config.layer_scale(priors) or [None] * len(sums)
-    keep = [method.neurons_to_keep(len(s), method.layer_density(config.density, f)) for s, f in zip(sums, scale)]
+    keep = [method.neurons_to_keep(len(s), method.layer_density(config.superset_density, f))
+            for s, f in zip(sums, scale)]
     with torch.inference_mode():
         for start, end, collected in method.schedule_segments(len(inputs), config.warmup, config.refresh):
             chunk = torch.tensor([inputs[start:end]])
@@ -322,7 +387,7 @@ def decode_scheduled(model, sparsifier: Sparsifier, prompt_ids: list[int], input
                 new = select_masks(config, sums, rows, priors)
                 masks = new if masks is None else [
                     method.refreshed(old, fresh, k, config.min_change) for old, fresh, k in zip(masks, new, keep)]
-                sparsifier.sparse([masks], start=0)
+                sparsifier.sparse([masks], start=0, token_fractions=[config.token_fraction])
                 logits = model(chunk, cache=cache, use_cache=True).logits
             sparsifier.off()
             logps.append(torch.log_softmax(logits[0].float(), -1))

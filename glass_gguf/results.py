@@ -182,12 +182,13 @@ def sweep(backend, model_path: Path, priors, n: int, gen_tokens: int, densities=
 def eval_protocol(backend, model_path: Path, priors, n: int | None, gen_tokens: int, densities=DENSITIES,
                   lambdas=LAMBDAS, methods=("dense", "griffin", "static", "glass", "random"),
                   prompts: list[str] | None = None, schedules=((0, 0),), extra: list[Config] = (),
-                  layer_splits=(0.0,)) -> dict:
+                  layer_splits=(0.0,), token_fractions=(0.5,)) -> dict:
     """The quality protocol on `n` prompts (MT-Bench eval split by default): the eval JSON. extra: settings
     scored besides those of methods x densities x lambdas x schedules (the sweep's chosen schedule)."""
     prompts = spread(prompts or datasets.mtbench_prompts("eval"), n)
     pairs = evaluate.dense_continuations(backend, prompts, gen_tokens, continuation_cache(model_path, backend.name))
-    configs = evaluate.configs_for(list(methods), densities, lambdas, sorted(priors), schedules, layer_splits)
+    configs = evaluate.configs_for(list(methods), densities, lambdas, sorted(priors), schedules, layer_splits,
+                                   token_fractions)
     configs += [c for c in extra if c not in configs]
     t0 = time.time()
     records = evaluate.summarize(evaluate.run(backend, pairs, configs, priors), configs, backend.name)

@@ -342,3 +342,23 @@ def test_a_base_model_without_a_chat_template_gets_the_same_plain_prompt_on_both
     assert ids == reference.chat_tokens(plain, PROMPTS[0])
     assert llama.llm.detokenize(ids).decode().endswith(PROMPTS[0] + "\n\n")
     assert ids != backend.prompt_ids(PROMPTS[0])      # the instruct model itself keeps its template
+
+
+def test_two_level_reads_less_than_its_selection_and_loses_more_than_it(backend, pairs, priors):
+    """Two-level at density 0.5 with token fraction 0.5 selects like GLASS at 0.75, then each token keeps half of
+    that: it loses more than GLASS at 0.75 alone; under a warm-up as long as the answer it never runs sparse."""
+    two_level = Config("two-level", 0.5, 0.5, "activation", token_fraction=0.5)
+    superset = Config("glass", 0.75, 0.5, "activation")
+    dense_answer = Config("two-level", 0.5, 0.5, "activation", warmup=GEN, token_fraction=0.5)
+    configs = [Config("dense"), superset, two_level, dense_answer]
+    records = evaluate.summarize(evaluate.run(backend, pairs, configs, priors, progress=False), configs)
+    got = {r.config: r for r in records if r.split == "all"}
+    assert got[two_level].kl > got[superset].kl > 0
+    assert got[dense_answer].kl == pytest.approx(0.0, abs=1e-6)
+    assert got[two_level].label == "two-level-A lambda=0.5 f=0.5 @0.5"
+    assert evaluate.Record.from_json(got[two_level].to_json()) == got[two_level]
+
+
+def test_eval_refuses_two_level_on_the_llama_backend(smollm2_path):
+    result = CliRunner().invoke(main, ["eval", str(smollm2_path), "--backend", "llama", "--methods", "dense,two-level"])
+    assert result.exit_code != 0 and "no two-level method" in result.output

@@ -185,3 +185,26 @@ def test_select_layers_keeps_each_layers_own_k():
     chosen = method.select_layers(sums, [10, 10, 10], priors, 0.5, 0.5, scale=[1.5, 1.0, 0.5])
     assert [len(c) for c in chosen] == [192, 128, 64]
     assert np.array_equal(chosen[1], method.select_layers(sums, [10] * 3, priors, 0.5, 0.5)[1])
+
+
+# -- two-level decoding -----------------------------------------------------------------------------------------------
+
+def test_a_two_level_density_is_the_share_of_rows_a_token_reads():
+    # the superset's gate rows, plus the token's share of its up and down rows: D * (1 + 2 f) / 3
+    assert method.superset_density(0.5, 0.5) == pytest.approx(0.75)
+    assert method.superset_density(0.5, 1.0) == pytest.approx(0.5)       # f = 1 is GLASS itself
+    assert method.superset_density(0.6, 0.25) == pytest.approx(1.2)      # more than the model: Config refuses it
+    with pytest.raises(ValueError, match="token fraction"):
+        method.superset_density(0.5, 0.0)
+
+
+def test_a_token_keeps_its_share_rounded_half_up_and_at_least_one():
+    assert method.neurons_per_token(1152, 0.5) == 576
+    assert method.neurons_per_token(3, 0.5) == 2                          # 1.5 rounds up
+    assert method.neurons_per_token(10, 0.01) == 1
+
+
+def test_a_token_keeps_its_largest_gate_activations_by_magnitude_ties_to_the_smaller_position():
+    gate = np.array([0.1, -3.0, 2.0, -2.0, 0.5])
+    np.testing.assert_array_equal(method.token_select(gate, 2), [1, 2])  # |-3| first; 2.0 ties -2.0, position 2 wins
+    np.testing.assert_array_equal(method.token_select(gate, 3), [1, 2, 3])

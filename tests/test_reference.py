@@ -123,3 +123,45 @@ def test_a_batch_of_prompts_gets_each_prompt_its_own_greedy_answer(smollm2):
     assert len(prompts[0]) != len(prompts[1])
     together = reference.generate_dense_batch(model, prompts, 12, tokenizer.pad_token_id)
     assert together == [reference.generate_dense(model, p, 12) for p in prompts]
+
+
+def test_two_level_keeps_each_tokens_largest_gate_activations_inside_the_prompts_selection(smollm2, priors):
+    """Every answer position reads the token's share of the superset GLASS chose at the larger density: the neurons
+    method.token_select picks from act(gate) of that position, and nothing outside the superset."""
+    import torch
+
+    model, tokenizer = smollm2
+    config = Config("two-level", 0.5, 0.5, "activation", token_fraction=0.5)
+    assert config.superset_density == pytest.approx(0.75) and config.name == "two-level-A lambda=0.5 f=0.5"
+    ids = reference.chat_tokens(tokenizer, PROMPTS[1])
+    answer = reference.generate_dense(model, ids, 12)
+    layer, mlp = 5, decoder_layers(model)[5].mlp
+    seen = {}
+    hooks = [mlp.down_proj.register_forward_hook(lambda m, args, out: seen.update(h=args[0].detach())),
+             mlp.gate_proj.register_forward_hook(lambda m, args, out: seen.update(gate=mlp.act_fn(out).detach()))]
+    try:
+        with reference.Sparsifier(model) as sp, torch.inference_mode():
+            ss, rows = reference.prefill_statistics(model, sp, ids)
+            masks = reference.select_masks(config, ss, rows, priors)
+            sp.sparse([masks], start=len(ids), token_fractions=[config.token_fraction])
+            model(torch.tensor([ids + answer]), logits_to_keep=1)
+    finally:
+        for h in hooks:
+            h.remove()
+    superset = masks[layer]
+    assert len(superset) == method.neurons_to_keep(mlp.down_proj.in_features, 0.75)
+    keep = method.neurons_per_token(len(superset), 0.5)
+    h, gate = seen["h"][0].float().numpy(), seen["gate"][0].float().numpy()  # h as down_proj received it
+    for t in range(len(ids), len(ids) + len(answer)):
+        expected = superset[method.token_select(gate[t, superset], keep)]
+        np.testing.assert_array_equal(np.flatnonzero(h[t]), expected)
+    assert np.count_nonzero(h[len(ids) - 1]) > 0.9 * h.shape[1]           # the prompt stays dense
+
+
+def test_two_level_settings_are_checked():
+    with pytest.raises(ValueError, match="token fraction"):
+        Config("two-level", 0.5, 0.5, "activation")                        # f = 1 is plain GLASS
+    with pytest.raises(ValueError, match="denser than the model"):
+        Config("two-level", 0.9, 0.5, "activation", token_fraction=0.3)    # superset density 1.69
+    with pytest.raises(ValueError, match="two-level only"):
+        Config("glass", 0.5, 0.5, "activation", token_fraction=0.5)
