@@ -1,0 +1,72 @@
+"""The quality tables of docs/two-level.md, rendered from docs/results/*-two-level.json (the JSON of `glass-gguf eval
+--methods dense,griffin,glass,two-level,oracle`).
+
+    python -m glass_gguf.two_level_table [docs/two-level.md]
+
+replaces, for every docs/results/NAME-two-level.json, the block between `<!-- two-level:NAME begin -->` and
+`<!-- two-level:NAME end -->`.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from .evaluate import Record
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
+DOC = RESULTS.parent / "two-level.md"
+ORDER = {"griffin": 0, "glass": 1, "two-level": 2, "oracle": 3}
+
+
+def _ratio(a: float, b: float | None) -> str:
+    return "" if b is None or b <= 0 else f"{a / b:.2f}"
+
+
+def render(data: dict) -> str:
+    """One table per file: every setting at every density, with its KL against the oracle's and GLASS's at the
+    same density (the share of FFN rows a decoded token reads)."""
+    records = [Record.from_json(r) for r in data["results"]]
+    rows = [r for r in records if r.split == "all" and r.method != "dense"]
+    oracle = {r.density: r.kl for r in rows if r.method == "oracle"}
+    glass = {r.density: r.kl for r in rows if r.method == "glass"}
+    out = [f"{data['model']}, {data['n_prompts']} prompts, {data['gen_tokens']} tokens, {data['backend']} backend "
+           f"(mean answer {data['mean_generated']:.0f} tokens).",
+           "",
+           "| density (rows a token reads) | setting | selection density | per token | KL | PPL | KL / oracle's | "
+           "KL / GLASS's |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r.density, ORDER.get(r.method, 9), -r.token_fraction)):
+        c = r.config
+        per_token = f"{r.token_fraction:g}" if r.method == "two-level" else ""
+        out.append(f"| {r.density:g} | {r.setting} | {c.superset_density:.3f} | {per_token} | {r.kl:.4f} | "
+                   f"{r.ppl:.3f} | {_ratio(r.kl, oracle.get(r.density))} | {_ratio(r.kl, glass.get(r.density))} |")
+    return "\n".join(out)
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    begin, end = f"<!-- two-level:{name} begin -->", f"<!-- two-level:{name} end -->"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        raise ValueError(f"no {begin} ... {end} block")
+    return pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text)
+
+
+def render_doc(doc: Path = DOC, results: Path = RESULTS) -> str:
+    text = doc.read_text()
+    for path in sorted(results.glob("*-two-level.json")):
+        text = replace_block(text, path.name.removesuffix("-two-level.json"), render(json.loads(path.read_text())))
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    doc = Path(argv[0]) if argv else DOC
+    doc.write_text(render_doc(doc))
+    print(f"rendered {doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

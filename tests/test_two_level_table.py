@@ -1,0 +1,32 @@
+"""docs/two-level.md's tables are rendered from the eval JSON in docs/results, never typed by hand."""
+import json
+
+import pytest
+
+from glass_gguf import two_level_table
+from glass_gguf.evaluate import Record
+
+
+def record(method, density, kl, lam=None, prior=None, f=1.0):
+    return Record(method=method, prior=prior, lam=lam, density=density, ppl=10 + kl, kl=kl, n_prompts=2,
+                  n_tokens=100, split="all", median_prompt_tokens=20, token_fraction=f).to_json()
+
+
+def test_each_setting_is_set_against_the_oracle_and_glass_at_the_same_density():
+    data = {"model": "m.gguf", "n_prompts": 2, "gen_tokens": 64, "backend": "torch", "mean_generated": 60.0,
+            "results": [record("dense", 1.0, 0.0), record("oracle", 0.5, 0.2), record("glass", 0.5, 0.8, 0.5, "activation"),
+                        record("two-level", 0.5, 0.1, 0.5, "activation", f=0.5)]}
+    lines = two_level_table.render(data).splitlines()
+    two_level = next(line for line in lines if "two-level-A" in line)
+    # selection density 3 * 0.5 / (1 + 2 * 0.5) = 0.75; KL 0.1 is half the oracle's and an eighth of GLASS's
+    assert two_level == "| 0.5 | two-level-A lambda=0.5 f=0.5 | 0.750 | 0.5 | 0.1000 | 10.100 | 0.50 | 0.12 |"
+    assert [line.split(" | ")[1] for line in lines[4:]] == ["glass-A lambda=0.5", "two-level-A lambda=0.5 f=0.5",
+                                                            "oracle"]
+
+
+@pytest.mark.parametrize("path", sorted(two_level_table.RESULTS.glob("*-two-level.json")), ids=lambda p: p.name)
+def test_the_committed_doc_matches_its_results(path):
+    name = path.name.removesuffix("-two-level.json")
+    text = two_level_table.DOC.read_text()
+    expected = two_level_table.replace_block(text, name, two_level_table.render(json.loads(path.read_text())))
+    assert text == expected, "docs/two-level.md differs from its results: run python -m glass_gguf.two_level_table"
