@@ -108,9 +108,24 @@ def render_frontier(results: Path = RESULTS) -> list[str]:
              "each family whose KL(model || candidate) or repeated 8-grams stay within the budget, speed-up over the "
              "dense model; a smaller quantization of the same model is the first column."
              + (f" Not measured yet: {', '.join(missing)}." if missing else ""))
+    verdicts = [v for name in measured for v in [frontier_verdict(name, results)] if v]
     return ["", *textwrap.wrap(intro, 116), "",
             "| model | budget | quantization | GLASS | GLASS + quantization | fastest |",
-            "|---|---|---|---|---|---|", *rows]
+            "|---|---|---|---|---|---|", *rows, "", *textwrap.wrap(" ".join(verdicts), 116)]
+
+
+def frontier_verdict(name: str, results: Path = RESULTS) -> str:
+    """One sentence per model: at which budgets GLASS (alone or on a quantization) is the fastest candidate, or
+    that a smaller quantization beats it at every budget."""
+    fr = _load(results / f"{name}-frontier.json")
+    if fr is None:
+        return ""
+    title = Path(fr["model"]).name.removesuffix(".gguf")
+    wins = [h["budget"] for h in fr["headline"] if h["overall"] and h["overall"]["family"] != "quant"]
+    if not wins:
+        return (f"On {title} GLASS loses: within every budget measured, the fastest candidate is a smaller "
+                "quantization of the same model.")
+    return f"On {title} GLASS, alone or on a quantization, is the fastest within {'; '.join(wins)}."
 
 
 def render(results: Path = RESULTS) -> str:
