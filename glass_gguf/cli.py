@@ -25,6 +25,7 @@ import click
 
 from . import __version__
 from .assets import MODELS
+from .cli_params import checked, list_of, number_in
 from .convert import OUT_TYPES
 from .errors import SettingError
 from .reference import METHODS
@@ -118,31 +119,6 @@ def _echo_pairs(pairs, width: int) -> None:
         click.echo(f"{key:{width}} {value}")
 
 
-def _check_with(check):
-    """A click callback running one of settings' checks: its message becomes the option's error."""
-    def callback(ctx, param, value):
-        if value is None:
-            return None
-        try:
-            return check(value)
-        except SettingError as e:
-            raise click.BadParameter(str(e)) from e
-    return callback
-
-
-def _list_of(check):
-    """A callback for comma-separated numbers, each checked."""
-    def callback(ctx, param, value):
-        try:
-            out = [check(v.strip()) for v in value.split(",") if v.strip()]
-        except SettingError as e:
-            raise click.BadParameter(str(e)) from e
-        if not out:
-            raise click.BadParameter("give at least one value")
-        return out
-    return callback
-
-
 def _names(ctx, param, value):
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -166,11 +142,11 @@ def threads_option(what: str = "threads"):
 
 def density_option(default=None, help="fraction of FFN neurons kept"):
     # the text goes to check_density as given: a plain decimal number, read as the runtime reads GLASS_GGUF_DENSITY
-    return click.option("--density", type=str, default=default, callback=_check_with(check_density), help=help)
+    return click.option("--density", type=str, default=default, callback=checked(check_density), help=help)
 
 
 def lambda_option(default=None, help="weight of the global rank (0 = GRIFFIN, 1 = static)"):
-    return click.option("--lambda", "lam", type=str, default=default, callback=_check_with(check_lambda), help=help)
+    return click.option("--lambda", "lam", type=str, default=default, callback=checked(check_lambda), help=help)
 
 
 MAX_TOKENS = 1 << 20   # the runtime's bound on glass.warmup and glass.refresh
@@ -371,7 +347,7 @@ def hf_export_cmd(model, out_dir, overwrite, as_json):
                      "[default: none stored, the runtime selects from the prompt]")
 @click.option("--refresh", type=click.IntRange(0, MAX_TOKENS), default=None, callback=_refresh_period,
               help="every R-th generated token decoded dense, collected, selection redone (glass.refresh; 0: never)")
-@click.option("--layer-split", type=str, default="0", callback=lambda ctx, param, v: _check_with(_layer_split)(
+@click.option("--layer-split", type=str, default="0", callback=lambda ctx, param, v: checked(_layer_split)(
               ctx, param, v), help="strength of the per-layer density split (glass.layer_scale; 0: uniform density; "
                                    "docs/refresh.md, \"Per-layer density\")")
 @click.option("--sidecar", is_flag=True, help="write the prior next to an untouched model instead of into it")
@@ -690,35 +666,18 @@ def _schedules(ctx, param, value: str) -> list[tuple[int, int]]:
     return out
 
 
-def _layer_split(text: str) -> float:
-    """A strength of method.layer_scale in [-4, 4] (0: uniform; beyond 4 the factors hit their caps)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingError(f"a layer split strength must be a number, got {text!r}") from None
-    if not -4.0 <= value <= 4.0:
-        raise SettingError(f"a layer split strength must be in [-4, 4], got {text}")
-    return value
-
-
-def _token_fraction(text: str) -> float:
-    """A two-level token fraction in (0, 1): the share of the selected neurons each decoded token keeps."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingError(f"a token fraction must be a number, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise SettingError(f"a token fraction must be in (0, 1), got {text}")
-    return value
+# a strength of method.layer_scale (0: uniform; beyond 4 the factors hit their caps) and two-level's token fraction
+_layer_split = number_in("a layer split strength", -4.0, 4.0)
+_token_fraction = number_in("a token fraction", 0.0, 1.0, open_interval=True)
 
 
 def densities_list(default: str):
-    return click.option("--densities", default=default, callback=_list_of(check_density),
+    return click.option("--densities", default=default, callback=list_of(check_density),
                         help="comma-separated densities")
 
 
 def lambdas_list(default: str):
-    return click.option("--lambdas", default=default, callback=_list_of(check_lambda),
+    return click.option("--lambdas", default=default, callback=list_of(check_lambda),
                         help="comma-separated lambdas of GLASS")
 
 
@@ -746,10 +705,10 @@ def _write_json(output, record: dict) -> None:
 @lambdas_list("0.25,0.5,0.75")
 @click.option("--schedules", default="0:0", callback=_schedules,
               help="comma-separated WARMUP:REFRESH pairs for griffin and glass (0:0 = select once, after the prompt)")
-@click.option("--layer-splits", default="0", callback=_list_of(_layer_split),
+@click.option("--layer-splits", default="0", callback=list_of(_layer_split),
               help="comma-separated strengths of the per-layer density split for glass (0 = uniform; "
                    "docs/refresh.md, \"Per-layer density\")")
-@click.option("--token-fractions", default="0.5", callback=_list_of(_token_fraction),
+@click.option("--token-fractions", default="0.5", callback=list_of(_token_fraction),
               help="comma-separated shares of the selection each decoded token keeps, for two-level "
                    "(docs/two-level.md)")
 @gen_tokens_option

@@ -6,22 +6,11 @@ from pathlib import Path
 
 import click
 
+from .cli_params import checked, list_of
 from .errors import SettingError
 from .quantize import DEFAULT_LADDER
 from .settings import check_density, check_lambda, physical_cores
 from .tune import DEFAULT_TUNE_DENSITIES, DEFAULT_TUNE_LADDER
-
-
-def _floats(check):
-    def callback(ctx, param, value):
-        try:
-            out = tuple(check(v.strip()) for v in value.split(",") if v.strip())
-        except SettingError as e:
-            raise click.BadParameter(str(e)) from e
-        if not out:
-            raise click.BadParameter("give at least one value")
-        return out
-    return callback
 
 
 def _ladder(ctx, param, value):
@@ -31,15 +20,6 @@ def _ladder(ctx, param, value):
         return ()
     try:
         return tuple(q.name for q in parse_ladder(value))
-    except SettingError as e:
-        raise click.BadParameter(str(e)) from e
-
-
-def _lambda(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return check_lambda(value)
     except SettingError as e:
         raise click.BadParameter(str(e)) from e
 
@@ -61,7 +41,7 @@ def measurement_options(fn):
         click.option("--prior", "prior_path", type=click.Path(exists=True, dir_okay=False),
                      help="prior file, sidecar or GLASS GGUF [default: the model's own, else computed like "
                           "`glass-gguf prior MODEL`]"),
-        click.option("--lambda", "lam", default=None, callback=_lambda,
+        click.option("--lambda", "lam", default=None, callback=checked(check_lambda),
                      help="GLASS's lambda [default: the file's glass.lambda, else 0.5]"),
         click.option("--warmup", type=click.IntRange(0), default=None,
                      help="warm-up tokens [default: the file's glass.warmup, else 0]"),
@@ -95,9 +75,9 @@ def _config(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir, 
 @click.option("--markdown", type=click.Path(dir_okay=False), help="also write the tables as markdown")
 @click.option("--ladder", default=",".join(DEFAULT_LADDER),
               callback=_ladder, help="quantization types to make and measure ('none': no ladder)")
-@click.option("--densities", default="0.3,0.5,0.6,0.75,0.9", callback=_floats(check_density),
+@click.option("--densities", default="0.3,0.5,0.6,0.75,0.9", callback=list_of(check_density, tuple),
               help="GRIFFIN and GLASS densities on the model")
-@click.option("--rung-densities", default="0.5,0.75,0.9", callback=_floats(check_density),
+@click.option("--rung-densities", default="0.5,0.75,0.9", callback=list_of(check_density, tuple),
               help="GLASS densities on the rungs smaller than the model")
 @click.option("--n-prompts", type=click.IntRange(1), default=24, help="MT-Bench prompts (eval split, evenly spaced)")
 @click.option("--gen-tokens", type=click.IntRange(8), default=256, help="tokens per answer")
@@ -147,7 +127,7 @@ def frontier(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir,
 @click.option("--sidecar", is_flag=True, help="write the setting into a sidecar beside the untouched MODEL instead")
 @click.option("--ladder", default=",".join(DEFAULT_TUNE_LADDER), callback=_ladder,
               help="dense quantizations to compare with ('none': no comparison)")
-@click.option("--densities", default=",".join(map(str, DEFAULT_TUNE_DENSITIES)), callback=_floats(check_density),
+@click.option("--densities", default=",".join(map(str, DEFAULT_TUNE_DENSITIES)), callback=list_of(check_density, tuple),
               help="GLASS densities tried")
 @click.option("--n-prompts", type=click.IntRange(1), default=4, help="MT-Bench prompts (eval split, evenly spaced)")
 @click.option("--gen-tokens", type=click.IntRange(8), default=128, help="tokens per answer")
