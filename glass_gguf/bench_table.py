@@ -17,8 +17,9 @@ DOC = RESULTS.parent / "runtime.md"
 BLOCKS = {"bench-matrix": "render", "memory-limit": "render_memory_limit"}
 
 HEADER = ("| model | type | threads | density | dense tok/s | GLASS tok/s | speed-up (IQR) | bytes model | "
-          "share of bytes model | ceiling | share of ceiling | compaction ms | decode RSS dense / GLASS MB | "
-          "pruned FFN MB |\n" + "|---" * 14 + "|")
+          "share of bytes model | ceiling | share of ceiling | compaction ms | swap step / dense step ms | "
+          "decode RSS dense / GLASS MB | "
+          "pruned FFN MB |\n" + "|---" * 15 + "|")
 
 
 def row(model: str, r: dict) -> str:
@@ -27,7 +28,8 @@ def row(model: str, r: dict) -> str:
     return (f"| {model} | {r['type']} | {r['threads']} | {r['density']:g} | {r['dense_tok_s']:.1f} | "
             f"{r['glass_tok_s']:.1f} | {r['speedup']:.2f} ({r['speedup_q1']:.2f}-{r['speedup_q3']:.2f}) | "
             f"{r['ideal_speedup']:.2f} | {r['speedup'] / r['ideal_speedup']:.2f} | {ceiling} | {share} | "
-            f"{r['finalize_ms']:.0f} | {r['decode_rss_dense_mb']:.0f} / {r['decode_rss_glass_mb']:.0f} | "
+            f"{r['finalize_ms']:.0f} | {r['swap_token_ms']:.1f} / {1000 / r['dense_tok_s']:.1f} | "
+            f"{r['decode_rss_dense_mb']:.0f} / {r['decode_rss_glass_mb']:.0f} | "
             f"{r['pruned_ffn_mb']:.0f} |")
 
 
