@@ -4,7 +4,8 @@
     python -m glass_gguf.two_level_table [docs/two-level.md]
 
 replaces, for every docs/results/NAME-two-level.json, the block between `<!-- two-level:NAME begin -->` and
-`<!-- two-level:NAME end -->`.
+`<!-- two-level:NAME end -->`, and the `kernel` block from docs/results/two-level-kernel.json
+(tools/two_level_kernel_bench.cpp).
 """
 from __future__ import annotations
 
@@ -45,6 +46,23 @@ def render(data: dict) -> str:
     return "\n".join(out)
 
 
+def render_kernel(data: dict) -> str:
+    """The prototype kernels' time per token against GLASS's compacted matrices at the same bytes."""
+    g, t = data["glass"], data["two_level"]
+    return "\n".join([
+        f"{data['model_shape']}, {data['threads']} thread, median of {data['repeats']} tokens (random weights).",
+        "",
+        "| layout | ms per token | MB per token | gate ms | selection ms | up ms | down ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| GLASS @{g['density']:g} (compacted, k = {g['k']}) | {g['ms_per_token']:.2f} | {g['mb_per_token']:.1f} "
+        "| | | | |",
+        f"| two-level @{t['density']:g} (selection {t['selection_density']:g}, k = {t['k']}; "
+        f"{t['kept_per_token']} per token) | {t['ms_per_token']:.2f} | {t['mb_per_token']:.1f} | {t['gate_ms']:.2f} | "
+        f"{t['select_ms']:.2f} | {t['up_ms']:.2f} | {t['down_ms']:.2f} |",
+        "",
+        f"Two-level takes {t['ms_per_token'] / g['ms_per_token']:.2f}x GLASS's time for the same bytes."])
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     begin, end = f"<!-- two-level:{name} begin -->", f"<!-- two-level:{name} end -->"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
@@ -57,6 +75,9 @@ def render_doc(doc: Path = DOC, results: Path = RESULTS) -> str:
     text = doc.read_text()
     for path in sorted(results.glob("*-two-level.json")):
         text = replace_block(text, path.name.removesuffix("-two-level.json"), render(json.loads(path.read_text())))
+    kernel = results / "two-level-kernel.json"
+    if kernel.exists():
+        text = replace_block(text, "kernel", render_kernel(json.loads(kernel.read_text())))
     return text
 
 

@@ -30,3 +30,24 @@ def test_the_committed_doc_matches_its_results(path):
     text = two_level_table.DOC.read_text()
     expected = two_level_table.replace_block(text, name, two_level_table.render(json.loads(path.read_text())))
     assert text == expected, "docs/two-level.md differs from its results: run python -m glass_gguf.two_level_table"
+
+
+def test_the_kernel_table_sets_two_level_against_glass_at_the_same_bytes():
+    data = {"model_shape": "shape", "threads": 1, "repeats": 3,
+            "glass": {"density": 0.5, "k": 2560, "ms_per_token": 10.0, "mb_per_token": 106.7},
+            "two_level": {"density": 0.5, "selection_density": 0.75, "token_fraction": 0.5, "k": 3840,
+                          "kept_per_token": 1824, "ms_per_token": 17.0, "mb_per_token": 105.8, "gate_ms": 6.0,
+                          "select_ms": 1.0, "up_ms": 4.0, "down_ms": 6.0}}
+    text = two_level_table.render_kernel(data)
+    assert "| 17.00 | 105.8 | 6.00 | 1.00 | 4.00 | 6.00 |" in text
+    assert text.endswith("Two-level takes 1.70x GLASS's time for the same bytes.")
+
+
+def test_the_committed_kernel_block_matches_its_results():
+    path = two_level_table.RESULTS / "two-level-kernel.json"
+    text = two_level_table.DOC.read_text()
+    if path.exists():
+        expected = two_level_table.replace_block(text, "kernel", two_level_table.render_kernel(json.loads(path.read_text())))
+        assert text == expected, "docs/two-level.md differs from its results: run python -m glass_gguf.two_level_table"
+    else:
+        assert "<!-- two-level:kernel begin -->\n<!-- two-level:kernel end -->" in text
