@@ -246,6 +246,29 @@ def test_k_quant_down_projections_compact_in_their_own_type_close_to_the_pruned_
 
 
 @pytest.mark.claims_sparse
+def test_iq4_xs_down_projections_compact_in_their_own_type_close_to_the_pruned_model(smollm2_path, tmp_path):
+    """IQ4_XS (a non-linear codebook) compacts in its own type through the runtime's closed-form quantizer: the
+    bytes of the kept neurons at 4.25 bits per weight, and a second rounding small next to what pruning costs."""
+    import gguf
+
+    from glass_gguf.quantize import quantize
+
+    quantize(smollm2_path, tmp_path / "iq4_xs.gguf", "IQ4_XS", threads=2)
+    model = embed_prior(tmp_path / "iq4_xs.gguf", seeded_prior(smollm2_path, decimals=1), tmp_path / "glass.gguf",
+                        density=0.5, lam=0.5)
+    tensors = {t.name: t for t in gguf.GGUFReader(str(model)).tensors}
+    assert tensors["blk.0.ffn_down.weight"].tensor_type == gguf.GGMLQuantizationType.IQ4_XS
+    glass, tokens, sparse = sparse_logits_at_density_half(model)
+    dense_bytes = sum(int(tensors[f"blk.0.ffn_{w}.weight"].n_bytes) for w in ("gate", "up", "down"))
+    assert glass.layer_bytes(0) == (dense_bytes, dense_bytes * 768 // 1536)
+
+    pruned_path = tmp_path / "pruned.gguf"
+    zero_pruned_neurons(model, pruned_path, glass.selected())
+    reference = dense_logits(pruned_path, tokens)
+    assert kl_divergence(reference, sparse) < 0.25 * kl_divergence(dense_logits(model, tokens), sparse)
+
+
+@pytest.mark.claims_sparse
 def test_a_glass_gguf_runs_glass_under_plain_llama(glass_model):
     llm = make_llm(glass_model)
     glass = GlassSession(llm)
