@@ -125,7 +125,8 @@ def frontier_verdict(name: str, results: Path = RESULTS) -> str:
     if not wins:
         return (f"On {title} GLASS loses: within every budget measured, the fastest candidate is a smaller "
                 "quantization of the same model.")
-    return f"On {title} GLASS, alone or on a quantization, is the fastest within {'; '.join(wins)}."
+    rest = "" if len(wins) == len(fr["headline"]) else "; within every other budget a smaller quantization is"
+    return f"On {title} GLASS, alone or on a quantization, is the fastest within {'; '.join(wins)}{rest}."
 
 
 def render(results: Path = RESULTS) -> str:
