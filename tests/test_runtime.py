@@ -257,10 +257,13 @@ def test_iq4_xs_down_projections_compact_in_their_own_type_close_to_the_pruned_m
     model = embed_prior(tmp_path / "iq4_xs.gguf", seeded_prior(smollm2_path, decimals=1), tmp_path / "glass.gguf",
                         density=0.5, lam=0.5)
     tensors = {t.name: t for t in gguf.GGUFReader(str(model)).tensors}
-    assert tensors["blk.0.ffn_down.weight"].tensor_type == gguf.GGMLQuantizationType.IQ4_XS
+    layers = [i for i in range(30)  # llama.cpp gives a few layers' down projections more bits (Q5_K)
+              if tensors[f"blk.{i}.ffn_down.weight"].tensor_type == gguf.GGMLQuantizationType.IQ4_XS]
+    assert len(layers) >= 20
     glass, tokens, sparse = sparse_logits_at_density_half(model)
-    dense_bytes = sum(int(tensors[f"blk.0.ffn_{w}.weight"].n_bytes) for w in ("gate", "up", "down"))
-    assert glass.layer_bytes(0) == (dense_bytes, dense_bytes * 768 // 1536)
+    for il in layers:
+        dense_bytes = sum(int(tensors[f"blk.{il}.ffn_{w}.weight"].n_bytes) for w in ("gate", "up", "down"))
+        assert glass.layer_bytes(il) == (dense_bytes, dense_bytes * 768 // 1536)
 
     pruned_path = tmp_path / "pruned.gguf"
     zero_pruned_neurons(model, pruned_path, glass.selected())
