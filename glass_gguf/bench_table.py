@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from .doc_blocks import replace_block
+
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 DOC = RESULTS.parent / "runtime.md"
 BLOCKS = {"bench-matrix": "render", "memory-limit": "render_memory_limit"}
@@ -68,11 +70,10 @@ def update(doc: Path = DOC, results: Path = RESULTS) -> bool:
     """Rewrite every block in doc; True when it changed."""
     text = original = doc.read_text()
     for name, renderer in BLOCKS.items():
-        begin, end = f"<!-- {name} begin -->", f"<!-- {name} end -->"
-        start, stop = text.find(begin), text.find(end)
-        if start < 0 or stop < start:
-            raise SystemExit(f"{doc}: no {begin!r} ... {end!r} markers")
-        text = text[: start + len(begin)] + "\n" + globals()[renderer](results) + "\n" + text[stop:]
+        try:
+            text = replace_block(text, name, globals()[renderer](results))
+        except ValueError as e:
+            raise SystemExit(f"{doc}: {e}") from None
     if text != original:
         doc.write_text(text)
     return text != original

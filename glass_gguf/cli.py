@@ -28,7 +28,7 @@ from .assets import MODELS
 from .cli_params import checked, list_of, number_in
 from .convert import OUT_TYPES
 from .errors import SettingError
-from .reference import METHODS
+from .reference import METHODS, WITH_PRIOR
 from .settings import (
     DEFAULT_DENSITY, DEFAULT_LAMBDA_WITH_PRIOR, check_density, check_lambda, default_lambda, physical_cores,
 )
@@ -633,7 +633,7 @@ backend_option = click.option(
 
 
 def _need_priors(methods, priors):
-    if any(m in ("static", "glass", "two-level") for m in methods) and not priors:
+    if any(m in WITH_PRIOR for m in methods) and not priors:
         raise click.ClickException("static, glass and two-level need a prior: pass --prior FILE (from `glass-gguf prior`) "
                                    "or a GLASS GGUF as MODEL")
 

@@ -292,7 +292,7 @@ class LlamaBackend:
         """The context's priors become exactly setting c's: the prior of its kind for static and GLASS, none for
         GRIFFIN and the oracle (prompt-only: no layer selects by a prior, the file's own included)."""
         wanted = None
-        if c.method in ("glass", "static", "two-level"):
+        if c.method in reference.WITH_PRIOR:
             if c.prior not in priors:
                 raise SettingError(f"{c.label} needs the {c.prior} prior")
             wanted = priors[c.prior]

@@ -823,14 +823,13 @@ def update_doc(doc: Path, key: str, result: dict) -> Path:
     """Replace the block between `<!-- frontier:KEY begin -->` and `<!-- frontier:KEY end -->` in `doc` with
     render_markdown(result) (the doc's tables are never typed by hand)."""
     from .atomic import write_text
+    from .doc_blocks import replace_block
 
-    begin, end = f"<!-- frontier:{key} begin -->\n", f"<!-- frontier:{key} end -->"
-    text = Path(doc).read_text()
-    if begin not in text or end not in text:
-        raise SettingError(f"{doc} has no block {begin.strip()} ... {end}")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    return write_text(doc, head + begin + render_markdown(result) + end + tail)
+    try:
+        text = replace_block(Path(doc).read_text(), f"frontier:{key}", render_markdown(result))
+    except ValueError as e:
+        raise SettingError(f"{doc}: {e}") from None
+    return write_text(doc, text)
 
 
 if __name__ == "__main__":      # python -m glass_gguf.frontier RESULT.json DOC.md KEY: render the JSON into the doc

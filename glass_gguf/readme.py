@@ -108,7 +108,7 @@ def render_frontier(results: Path = RESULTS) -> list[str]:
              "each family whose KL(model || candidate) or repeated 8-grams stay within the budget, speed-up over the "
              "dense model; a smaller quantization of the same model is the first column."
              + (f" Not measured yet: {', '.join(missing)}." if missing else ""))
-    verdicts = [v for name in measured for v in [frontier_verdict(name, results)] if v]
+    verdicts = [frontier_verdict(name, results) for name in measured]
     return ["", *textwrap.wrap(intro, 116), "",
             "| model | budget | quantization | GLASS | GLASS + quantization | fastest |",
             "|---|---|---|---|---|---|", *rows, "", *textwrap.wrap(" ".join(verdicts), 116)]
@@ -118,14 +118,14 @@ def frontier_verdict(name: str, results: Path = RESULTS) -> str:
     """One sentence per model: at which budgets GLASS (alone or on a quantization) is the fastest candidate, or
     that a smaller quantization beats it at every budget."""
     fr = _load(results / f"{name}-frontier.json")
-    if fr is None:
-        return ""
     title = Path(fr["model"]).name.removesuffix(".gguf")
-    wins = [h["budget"] for h in fr["headline"] if h["overall"] and h["overall"]["family"] != "quant"]
+    winners = [(h["budget"], (h["overall"] or {}).get("family", "")) for h in fr["headline"]]
+    wins = [budget for budget, family in winners if family.startswith("glass")]   # glass, glass+Q3_K_M ...
+    others = {family for _, family in winners if not family.startswith("glass")}
+    other = "a smaller quantization of the same model" if others == {"quant"} else "another candidate"
     if not wins:
-        return (f"On {title} GLASS loses: within every budget measured, the fastest candidate is a smaller "
-                "quantization of the same model.")
-    rest = "" if len(wins) == len(fr["headline"]) else "; within every other budget a smaller quantization is"
+        return f"On {title} GLASS loses: within every budget measured, the fastest candidate is {other}."
+    rest = f"; within every other budget {other} is" if others else ""
     return f"On {title} GLASS, alone or on a quantization, is the fastest within {'; '.join(wins)}{rest}."
 
 

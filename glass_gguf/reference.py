@@ -217,7 +217,7 @@ class Sparsifier:
                     m[b, 0].zero_()
                     m[b, 0, torch.as_tensor(np.asarray(keep, dtype=np.int64))] = 1.0
             per_layer.append(m)
-        self.state, self._masks, self._start = "sparse", per_layer, int(start)
+        self.state, self._masks, self._start, self._token_keep = "sparse", per_layer, int(start), None
         fractions = token_fractions or [1.0] * len(masks)
         if any(f < 1.0 for f in fractions):
             self._token_keep = [[None if f >= 1.0 or m[layer] is None else method.neurons_per_token(len(m[layer]), f)

@@ -10,10 +10,10 @@ replaces, for every docs/results/NAME-two-level.json, the block between `<!-- tw
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
+from .doc_blocks import replace_block
 from .evaluate import Record
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
@@ -63,21 +63,14 @@ def render_kernel(data: dict) -> str:
         f"Two-level takes {t['ms_per_token'] / g['ms_per_token']:.2f}x GLASS's time for the same bytes."])
 
 
-def replace_block(text: str, name: str, body: str) -> str:
-    begin, end = f"<!-- two-level:{name} begin -->", f"<!-- two-level:{name} end -->"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    if not pattern.search(text):
-        raise ValueError(f"no {begin} ... {end} block")
-    return pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text)
-
-
 def render_doc(doc: Path = DOC, results: Path = RESULTS) -> str:
     text = doc.read_text()
     for path in sorted(results.glob("*-two-level.json")):
-        text = replace_block(text, path.name.removesuffix("-two-level.json"), render(json.loads(path.read_text())))
+        name = path.name.removesuffix("-two-level.json")
+        text = replace_block(text, f"two-level:{name}", render(json.loads(path.read_text())))
     kernel = results / "two-level-kernel.json"
     if kernel.exists():
-        text = replace_block(text, "kernel", render_kernel(json.loads(kernel.read_text())))
+        text = replace_block(text, "two-level:kernel", render_kernel(json.loads(kernel.read_text())))
     return text
 
 

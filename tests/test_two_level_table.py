@@ -4,6 +4,7 @@ import json
 import pytest
 
 from glass_gguf import two_level_table
+from glass_gguf.doc_blocks import replace_block
 from glass_gguf.evaluate import Record
 
 
@@ -28,7 +29,7 @@ def test_each_setting_is_set_against_the_oracle_and_glass_at_the_same_density():
 def test_the_committed_doc_matches_its_results(path):
     name = path.name.removesuffix("-two-level.json")
     text = two_level_table.DOC.read_text()
-    expected = two_level_table.replace_block(text, name, two_level_table.render(json.loads(path.read_text())))
+    expected = replace_block(text, "two-level:" + name, two_level_table.render(json.loads(path.read_text())))
     assert text == expected, "docs/two-level.md differs from its results: run python -m glass_gguf.two_level_table"
 
 
@@ -47,7 +48,8 @@ def test_the_committed_kernel_block_matches_its_results():
     path = two_level_table.RESULTS / "two-level-kernel.json"
     text = two_level_table.DOC.read_text()
     if path.exists():
-        expected = two_level_table.replace_block(text, "kernel", two_level_table.render_kernel(json.loads(path.read_text())))
+        kernel = two_level_table.render_kernel(json.loads(path.read_text()))
+        expected = replace_block(text, "two-level:kernel", kernel)
         assert text == expected, "docs/two-level.md differs from its results: run python -m glass_gguf.two_level_table"
     else:
         assert "<!-- two-level:kernel begin -->\n<!-- two-level:kernel end -->" in text
