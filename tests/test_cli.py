@@ -112,6 +112,10 @@ def test_bad_layer_splits_and_schedules_name_the_option(files):
         assert r.exit_code == 2 and "--layer-splits" in r.output and message in r.output, text
     r = run("eval", model, "--prior", prior, "--schedules", "16:1")
     assert r.exit_code == 2 and "refresh is 0 (off) or a period of at least 2 tokens" in r.output
+    for text, message in (("1", "must be in (0, 1), got 1"), ("0", "must be in (0, 1), got 0"),
+                          ("most", "must be a number, got 'most'")):   # f = 1 is GLASS itself, f = 0 keeps nothing
+        r = run("eval", model, "--prior", prior, "--methods", "dense,two-level", "--token-fractions", f"0.5,{text}")
+        assert r.exit_code == 2 and "--token-fractions" in r.output and message in r.output, text
 
 
 def test_results_refuses_an_unknown_method_before_running_anything(tmp_path):
