@@ -688,9 +688,10 @@ def run_frontier(cfg: FrontierConfig) -> dict:
         if ref_speaker is None:
             ref_speaker = Speaker(stock, dense_model, setting, None, n_ctx, cfg.threads)
             ref_speaker.warm(pairs[0][0], min(cfg.gen_tokens, 64))
+        t_file = time.monotonic()
         rows = measure_file(cfg, files[name], group, ref, pairs, setting, priors, prior_file, eog, n_ctx,
                             ref_speaker, quality_ref=files[name]["path"] == ref_path, is_model=name == "model")
-        cache[name] = {"rows": rows["rows"], "dense": rows["dense"]}
+        cache[name] = {"rows": rows["rows"], "dense": rows["dense"], "elapsed_s": time.monotonic() - t_file}
         write_text(cache_path, json.dumps(cache))
 
     all_rows = [Row.from_json(r) for g in cands for r in cache[g]["rows"]]
@@ -723,7 +724,8 @@ def run_frontier(cfg: FrontierConfig) -> dict:
         "pareto": [r.label for r in pareto(all_rows)],
         "headline": head,
         "verdict": verdict(head),
-        "elapsed_s": time.monotonic() - started,
+        # the measuring time of every file, summed (a run resumed from its cache, or re-rendered, keeps it)
+        "elapsed_s": sum(cache[g].get("elapsed_s", 0.0) for g in cands) or time.monotonic() - started,
     }
 
 

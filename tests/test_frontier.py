@@ -3,6 +3,7 @@ whole measurement through the real build on SmolLM2 with tiny budgets (slow)."""
 import json
 import math
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -189,9 +190,12 @@ def test_a_second_run_reuses_the_cached_rows(tiny_run):
     from glass_gguf.frontier import run_frontier
 
     cfg, result = tiny_run
+    started = time.monotonic()
     again = run_frontier(cfg)
+    assert time.monotonic() - started < 30
     assert again["candidates"] == result["candidates"]
-    assert again["elapsed_s"] < 30
+    # the result still says how long measuring took, not how long re-reading the cache did
+    assert again["elapsed_s"] == result["elapsed_s"] > 0
 
 
 def test_the_frontier_command_writes_json_plot_and_markdown(tiny_run, tmp_path):

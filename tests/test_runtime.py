@@ -394,6 +394,34 @@ def test_bench_says_in_one_line_when_the_answer_ends_before_the_swap(smollm2_pat
     assert "Traceback" not in run.stderr
 
 
+def _unusual_file(smollm2_path, tmp_path, case):
+    prior = seeded_prior(smollm2_path)
+    if case == "all-zero prior":        # every neuron ties: the global ranks fall back to neuron order
+        prior.scores = [np.zeros_like(s) for s in prior.scores]
+    elif case == "huge prior values":   # finite, near float32's maximum: ranks only, nothing overflows
+        prior.scores = [(s / s.max() * 3e38).astype(np.float32) for s in prior.scores]
+    form = "metadata" if case == "prior in the metadata" else "tensors"
+    return embed_prior(smollm2_path, prior, tmp_path / "unusual.gguf", density=0.5, lam=0.5, form=form)
+
+
+@pytest.mark.parametrize("case", ["all-zero prior", "huge prior values", "prior in the metadata", "density 1e-45"])
+def test_bench_measures_valid_but_unusual_files(smollm2_path, tmp_path, case):
+    """Valid files and settings at the edges of what GLASS accepts are measured, not given up on: the GLASS context
+    swaps to compacted weights after its 16 dense tokens like any other (a density of 1e-45 keeps one neuron per
+    layer, padded to a block)."""
+    import json
+
+    model = _unusual_file(smollm2_path, tmp_path, case)
+    density = ["--density", "1e-45"] if case == "density 1e-45" else []
+    run = run_cli("bench", model, *density, "--repeats", "1", "--prompt-tokens", "32", "--gen-tokens", "40", "--json")
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout)
+    assert result["dense_tokens_before_swap"] == 16 and result["speedup"] > 0
+    assert result["pruned_ffn_mb"] > 0  # GLASS did compact: its tokens read fewer FFN bytes than dense
+    if case == "density 1e-45":
+        assert result["density"] == pytest.approx(1e-45, rel=1e-3) and result["ideal_speedup"] > 1.5
+
+
 def test_bench_has_no_ceiling_for_a_per_layer_split(smollm2_path, tmp_path):
     """llama.cpp builds these models with one FFN width: no stock model has a split's shapes, so bench says so."""
     import json
