@@ -45,7 +45,7 @@ system-deps:
 	  else echo "missing Debian packages; run: sudo apt-get install$$missing"; exit 1; fi; fi
 
 test: setup system-deps
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 clean-venv:
 	rm -rf $(VENV)

@@ -33,6 +33,8 @@ from glass_checks import MUTATE_DENSE, assert_decoded_sparse, sparse_after_swap,
 BUILD_TOOL = REPO / "tools" / "build_llama_cpp_python.py"
 PROMPT = "The history of the printing press begins"
 AARCH64_CPU = "armv8.2-a+dotprod"
+# GGML_CPU_ARM_ARCH variants: NEON only (any 64-bit ARM), and NEON with the sdot/udot dot-product kernels
+AARCH64_CPUS = ("armv8-a", "armv8.2-a+dotprod")
 DUMP_SELECTION = "GLASS_GGUF_DUMP_SELECTION"  # the runtime appends `layer N: i0 i1 ...` or `layer N: dense` per finalize
 # Two unrelated requests; each answer runs its full max_tokens (no early end of turn), so concurrent slots finish
 # in the same step.
@@ -57,6 +59,11 @@ def host_bin() -> Path:
 @pytest.fixture(scope="session")
 def aarch64_bin() -> Path:
     return build_native("aarch64", "--cpu", AARCH64_CPU, "--only", "llama-completion")
+
+
+@pytest.fixture(scope="session", params=AARCH64_CPUS)
+def aarch64_variant_bin(request) -> Path:
+    return build_native("aarch64", "--cpu", request.param, "--only", "llama-completion")
 
 
 @pytest.fixture(scope="session")
@@ -324,12 +331,13 @@ def glass_gguf_k_quants(smollm2_path, tmp_path_factory) -> Path:
 
 
 @pytest.mark.claims_sparse
-def test_aarch64_k_quant_compaction_agrees_with_q8_0_compaction(aarch64_bin, glass_gguf_k_quants, tmp_path):
+def test_aarch64_k_quant_compaction_agrees_with_q8_0_compaction(aarch64_variant_bin, glass_gguf_k_quants, tmp_path):
     """On aarch64 (qemu), Q4_K/Q6_K down projections compacted in their own type at density 0.6 (k = 928 neurons,
     padded to 1024 columns, re-quantized by the runtime's closed-form K quantizers) decode the same greedy tokens as
     the same selection compacted to Q8_0 by the CPU backend's quantizer (GLASS_GGUF_DOWN_Q8_0=1: no padding, a
-    finer grid), and other tokens than dense: the padding and the quantizers are right on this architecture."""
-    binary, runs = aarch64_bin / "llama-completion", {}
+    finer grid), and other tokens than dense: the padding and the quantizers are right on this architecture, with
+    ggml's NEON kernels and with its dot-product ones."""
+    binary, runs = aarch64_variant_bin / "llama-completion", {}
     for name, env in {"own type": {}, "Q8_0": {"GLASS_GGUF_DOWN_Q8_0": "1"}}.items():
         dump = tmp_path / f"{len(runs)}.txt"
         text, log = completion(binary, glass_gguf_k_quants, n=6, runner=qemu(), GLASS_GGUF_DENSITY="0.6",
