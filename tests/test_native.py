@@ -125,6 +125,7 @@ def read_selection(path: Path) -> dict[int, frozenset[int] | None]:
     chosen: dict[int, frozenset[int] | None] = {}
     for line in path.read_text().splitlines():
         head, _, rest = line.partition(":")
+        rest = rest.partition("#")[0]  # "# fnv1a64 HASH": the hash of the layer's compacted bytes
         layer = int(head.split()[1])
         chosen[layer] = None if rest.strip() == "dense" else frozenset(int(i) for i in rest.split())
     return chosen
@@ -331,20 +332,24 @@ def glass_gguf_k_quants(smollm2_path, tmp_path_factory) -> Path:
 
 
 @pytest.mark.claims_sparse
-def test_aarch64_k_quant_compaction_agrees_with_q8_0_compaction(aarch64_variant_bin, glass_gguf_k_quants, tmp_path):
+def test_aarch64_k_quant_compaction_gives_the_bytes_of_x86_64(host_bin, aarch64_variant_bin, glass_gguf_k_quants,
+                                                               tmp_path):
     """On aarch64 (qemu), Q4_K/Q6_K down projections compacted in their own type at density 0.6 (k = 928 neurons,
-    padded to 1024 columns, re-quantized by the runtime's closed-form K quantizers) decode the same greedy tokens as
-    the same selection compacted to Q8_0 by the CPU backend's quantizer (GLASS_GGUF_DOWN_Q8_0=1: no padding, a
-    finer grid), and other tokens than dense: the padding and the quantizers are right on this architecture, with
-    ggml's NEON kernels and with its dot-product ones."""
-    binary, runs = aarch64_variant_bin / "llama-completion", {}
-    for name, env in {"own type": {}, "Q8_0": {"GLASS_GGUF_DOWN_Q8_0": "1"}}.items():
-        dump = tmp_path / f"{len(runs)}.txt"
-        text, log = completion(binary, glass_gguf_k_quants, n=6, runner=qemu(), GLASS_GGUF_DENSITY="0.6",
-                               GLASS_GGUF_SWAP_AFTER="0", **{DUMP_SELECTION: str(dump)}, **env)
-        assert sparse_count(log) == 5, name
-        runs[name] = text, read_selection(dump)
-    (own, own_sel), (q8, q8_sel) = runs["own type"], runs["Q8_0"]
-    assert own_sel == q8_sel and {len(s) for s in own_sel.values() if s is not None} == {928}
-    dense, _ = completion(binary, glass_gguf_k_quants, n=6, runner=qemu(), GLASS_GGUF="off")
-    assert own == q8 != dense
+    padded to 1024 columns, re-quantized by the runtime's closed-form K quantizers) are byte for byte what x86-64
+    compacts from the same selection (the dump's hash of every layer's compacted bytes), with ggml's NEON kernels and
+    with its dot-product ones, and the answer is another than dense. Lambda 1 makes the selection the prior's: the
+    prompt's activations, which each architecture's kernels round differently, would move near-ties. (Before patch
+    0011 the compiler fused the quantizers' multiply-adds on ARM and not on x86-64.)"""
+    dumps, logs = {}, {}
+    for arch, binary, runner in (("x86-64", host_bin, ()), ("aarch64", aarch64_variant_bin, qemu())):
+        dumps[arch] = tmp_path / f"{arch}.txt"
+        text, logs[arch] = completion(binary / "llama-completion", glass_gguf_k_quants, n=6, runner=runner,
+                                      GLASS_GGUF_DENSITY="0.6", GLASS_GGUF_LAMBDA="1", GLASS_GGUF_SWAP_AFTER="0",
+                                      **{DUMP_SELECTION: str(dumps[arch])})
+        assert sparse_count(logs[arch]) == 5, arch
+    x86, arm = (dumps[a].read_text() for a in ("x86-64", "aarch64"))
+    assert "# fnv1a64" in arm and arm == x86
+    assert {len(s) for s in read_selection(dumps["aarch64"]).values() if s is not None} == {928}
+    dense, _ = completion(aarch64_variant_bin / "llama-completion", glass_gguf_k_quants, n=6, runner=qemu(),
+                          GLASS_GGUF="off")
+    assert text != dense
