@@ -340,16 +340,16 @@ def test_aarch64_k_quant_compaction_gives_the_bytes_of_x86_64(host_bin, aarch64_
     with its dot-product ones, and the answer is another than dense. Lambda 1 makes the selection the prior's: the
     prompt's activations, which each architecture's kernels round differently, would move near-ties. (Before patch
     0011 the compiler fused the quantizers' multiply-adds on ARM and not on x86-64.)"""
-    dumps, logs = {}, {}
+    dumps, texts = {}, {}
     for arch, binary, runner in (("x86-64", host_bin, ()), ("aarch64", aarch64_variant_bin, qemu())):
         dumps[arch] = tmp_path / f"{arch}.txt"
-        text, logs[arch] = completion(binary / "llama-completion", glass_gguf_k_quants, n=6, runner=runner,
+        texts[arch], log = completion(binary / "llama-completion", glass_gguf_k_quants, n=6, runner=runner,
                                       GLASS_GGUF_DENSITY="0.6", GLASS_GGUF_LAMBDA="1", GLASS_GGUF_SWAP_AFTER="0",
                                       **{DUMP_SELECTION: str(dumps[arch])})
-        assert sparse_count(logs[arch]) == 5, arch
+        assert sparse_count(log) == 5, arch
     x86, arm = (dumps[a].read_text() for a in ("x86-64", "aarch64"))
     assert "# fnv1a64" in arm and arm == x86
     assert {len(s) for s in read_selection(dumps["aarch64"]).values() if s is not None} == {928}
     dense, _ = completion(aarch64_variant_bin / "llama-completion", glass_gguf_k_quants, n=6, runner=qemu(),
                           GLASS_GGUF="off")
-    assert text != dense
+    assert texts["aarch64"] != dense
