@@ -73,6 +73,8 @@ class BenchResult:
     ttft_glass_ms: float
     swap_token_ms: float              # the decode step at which GLASS switches to the compacted weights
     dense_tokens_before_swap: int
+    token_fraction: float = 1.0       # two-level decoding (docs/two-level.md): the selection is at
+    selection_density: float | None = None  # method.superset_density and density is the share of rows a token reads
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -200,8 +202,12 @@ def _median_iqr(values) -> tuple[float, float, float]:
 
 def run_bench(model_path: Path, density: float | None, lam: float | None, threads: int,
               n_prompt: int = DEFAULT_PROMPT_TOKENS, n_gen: int = DEFAULT_GEN_TOKENS, repeats: int = 5,
-              progress=None, prior: str | Path | None = None, chunk: int = DEFAULT_CHUNK) -> BenchResult:
-    """density/lam None: what the runtime itself would use for this model (and sidecar prior, if given)."""
+              progress=None, prior: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
+              token_fraction: float = 1.0) -> BenchResult:
+    """density/lam None: what the runtime itself would use for this model (and sidecar prior, if given).
+    token_fraction < 1: two-level decoding reading `density` of the FFN rows per token (no ceiling model: the
+    single-level bench at the same density is the comparison)."""
+    from . import method
     from .glass_llama import load
 
     model_path = Path(model_path)
@@ -211,6 +217,14 @@ def run_bench(model_path: Path, density: float | None, lam: float | None, thread
     if glass.state == "off":
         raise RuntimeError("GLASS is off for this model (GLASS_GGUF=off?): nothing to compare with dense")
     density, lam = glass.params["density"], glass.params["lambda"]
+    selection = density
+    if token_fraction < 1.0:
+        selection = method.superset_density(density, token_fraction)
+        if selection > 1.0:
+            raise RuntimeError(f"two-level at density {density:g} with token fraction {token_fraction:g} needs a "
+                               f"selection at density {selection:.3f} > 1: raise the token fraction")
+        glass.set_token_fraction(token_fraction)
+        glass.enable(selection, lam, "auto")
     dense_bytes, glass_bytes = weight_bytes_per_token(model_path, glass)
     tokens = prompt_tokens(llm, n_prompt)
 
@@ -220,13 +234,13 @@ def run_bench(model_path: Path, density: float | None, lam: float | None, thread
     warm.prefill(tokens)
     warm.decode(min(chunk, n_gen))
     rss_dense, rss_decode_dense = peak_rss_mb(), current_rss_mb()
-    glass.enable(density, lam, "auto")
+    glass.enable(selection, lam, "auto")
     sparse = Sequence(llm, glass)
     sparse.prefill(tokens)
     n_head = len(sparse.decode_until_sparse(n_gen - 1))   # tokens up to and including the swap
     rss_glass, rss_decode_glass = peak_rss_mb(), current_rss_mb()
     pruned = sum(d - c for d, c in (glass.layer_bytes(il) for il in range(glass.n_layer))) / 2**20
-    static_path, k, glass_dense = ceiling_model(model_path, glass)
+    static_path, k, glass_dense = ceiling_model(model_path, glass) if token_fraction == 1.0 else (None, 0, [])
 
     dense = Sequence(load(model_path, prior=prior, dense=True, **kwargs)[0])
     seqs = {"dense": dense, "glass": sparse}
@@ -290,4 +304,5 @@ def run_bench(model_path: Path, density: float | None, lam: float | None, thread
         decode_rss_dense_mb=rss_decode_dense, decode_rss_glass_mb=rss_decode_glass, pruned_ffn_mb=pruned,
         ttft_dense_ms=statistics.median(ttft["dense"]) * 1000, ttft_glass_ms=statistics.median(ttft["glass"]) * 1000,
         swap_token_ms=statistics.median(swap_token) * 1000, dense_tokens_before_swap=n_head - 1,
+        token_fraction=token_fraction, selection_density=selection,
     )

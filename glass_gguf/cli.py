@@ -567,8 +567,11 @@ def _glass_notes(session) -> dict:
 @click.option("--gen-tokens", type=click.IntRange(2), default=128, help="tokens decoded per run")
 @click.option("--repeats", type=click.IntRange(1), default=5,
               help="runs of dense, GLASS and the ceiling, each decoding in rounds of 16 tokens (medians over rounds)")
+@click.option("--token-fraction", type=click.FloatRange(0.0, 1.0, min_open=True), default=1.0,
+              help="two-level decoding: the share of its selection each decoded token keeps; --density is then the "
+                   "share of FFN rows a token reads (docs/two-level.md) [default: 1, single-level]")
 @json_option
-def bench(model, density, lam, prior, threads, prompt_tokens, gen_tokens, repeats, as_json):
+def bench(model, density, lam, prior, threads, prompt_tokens, gen_tokens, repeats, token_fraction, as_json):
     """Decode speed of GLASS against dense and a statically compacted model (the ceiling), in the same process,
     interleaved in rounds of 16 tokens; medians of the per-round ratios."""
     from tqdm import tqdm
@@ -579,14 +582,17 @@ def bench(model, density, lam, prior, threads, prompt_tokens, gen_tokens, repeat
     try:
         with tqdm(total=repeats, desc="bench (dense + GLASS)", disable=as_json, unit="repeat") as bar:
             result = run_bench(Path(model), density, lam, threads, prompt_tokens, gen_tokens, repeats,
-                               progress=lambda r: bar.update(1), prior=prior)
+                               progress=lambda r: bar.update(1), prior=prior, token_fraction=token_fraction)
     except RuntimeError as e:  # a model or setting bench cannot time (GLASS off, no swap, nothing compacted): why
         raise click.ClickException(f"cannot bench {Path(model).name}: {e}") from None
     if as_json:
         return emit(True, result.to_dict())
     click.echo(f"dense    {result.dense_tok_s:8.1f} tok/s   ({result.prompt_tokens}-token prompt, "
                f"{result.gen_tokens} tokens decoded, {result.rounds} rounds of {result.chunk_tokens})")
-    click.echo(f"GLASS    {result.glass_tok_s:8.1f} tok/s   density {result.density:.3f}  lambda {result.lam:.3f}")
+    two_level = (f"  two-level: selection {result.selection_density:.3f}, token fraction {result.token_fraction:g}"
+                 if result.token_fraction < 1 else "")
+    click.echo(f"GLASS    {result.glass_tok_s:8.1f} tok/s   density {result.density:.3f}  lambda {result.lam:.3f}"
+               f"{two_level}")
     speedup = f"speedup {result.speedup:.3f} (IQR {result.speedup_q1:.3f}-{result.speedup_q3:.3f})"
     if result.ceiling_tok_s is None:
         click.echo("ceiling  none: a per-layer density (glass.layer_scale) has no static model of the same shapes")

@@ -314,8 +314,8 @@ class LlamaBackend:
             if c.method == "dense":
                 logp = logp_dense
             else:
-                if c.method in ("random", "two-level"):
-                    raise SettingError(f"the llama backend has no {c.method} method (the torch backend has)")
+                if c.method == "random":
+                    raise SettingError("the llama backend has no random method (the torch backend has)")
                 self.use_priors(c, priors)
                 decode = self._decode_scheduled if c.scheduled else self._decode_oracle if c.method == "oracle" \
                     else self._decode_fixed
@@ -332,7 +332,8 @@ class LlamaBackend:
         """GLASS on for setting c, with its per-layer density (none: uniform, whatever the model file says). The
         scale is set while GLASS is off (score disables it after every setting), so enable allocates only once."""
         self.glass.set_layer_scale(scale)
-        self.glass.enable(density=c.density, lam=lam, mode=mode)
+        self.glass.set_token_fraction(c.token_fraction)
+        self.glass.enable(density=min(1.0, c.superset_density), lam=lam, mode=mode)
 
     def _decode_fixed(self, c: Config, prompt_ids, inputs, scale=None) -> None:
         """Manual mode: the prompt collects, one selection, the answer decodes sparse."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-EXPECTED_API_VERSION = 5
+EXPECTED_API_VERSION = 6
 
 FIX_HINT = (
     "install glass-gguf's patched build: `python3 tools/build_llama_cpp_python.py` from the glass-gguf "
@@ -102,6 +102,8 @@ _SIGNATURES = {
     "llama_glass_set_schedule": ([_c_ctx, ctypes.c_int32, ctypes.c_int32, ctypes.c_float], ctypes.c_int32),
     "llama_glass_set_layer_scale": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.c_int32], ctypes.c_int32),
     "llama_glass_get_layer_scale": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.c_int32], ctypes.c_int32),
+    "llama_glass_set_token_fraction": ([_c_ctx, ctypes.c_float], ctypes.c_int32),
+    "llama_glass_get_token_fraction": ([_c_ctx, ctypes.POINTER(ctypes.c_float)], ctypes.c_int32),
     "llama_glass_get_schedule": ([_c_ctx, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int32),
                                   ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int32),
                                   ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double)], ctypes.c_int32),
@@ -314,6 +316,17 @@ class GlassSession:
 
         arr = np.ascontiguousarray([] if scale is None else scale, dtype=np.float32)
         self._call("llama_glass_set_layer_scale", arr.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), arr.shape[0])
+
+    def set_token_fraction(self, fraction: float = 1.0) -> None:
+        """Two-level decoding (docs/two-level.md): each decoded token keeps this share of its layer's selection, the
+        neurons with the largest |act(gate)|; 1 (the default) is single-level GLASS. An enabled session starts a new
+        statistic."""
+        self._call("llama_glass_set_token_fraction", float(fraction))
+
+    def token_fraction(self) -> float:
+        out = ctypes.c_float()
+        self._call("llama_glass_get_token_fraction", ctypes.byref(out))
+        return float(out.value)
 
     def layer_scale(self) -> list[float]:
         """The per-layer density factors in use ([]: uniform); the model's glass.layer_scale by default."""
