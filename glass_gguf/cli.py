@@ -706,7 +706,7 @@ def _write_json(output, record: dict) -> None:
 @click.option("--n-prompts", type=click.IntRange(1), help="use N prompts, evenly spaced [default: all]")
 @densities_list("0.5,0.75")
 @click.option("--methods", default="dense,griffin,static,glass", callback=_names_of(METHODS),
-              help="of dense, griffin, static, glass, two-level (torch backend), random, oracle (the mask of the "
+              help="of dense, griffin, static, glass, two-level, random (torch backend), oracle (the mask of the "
                    "dense answer itself)")
 @lambdas_list("0.25,0.5,0.75")
 @click.option("--schedules", default="0:0", callback=_schedules,
@@ -726,10 +726,9 @@ def eval_cmd(model, hf, prior_files, threads, as_json, backend, prompts_file, n_
     from . import datasets, evaluate
     from .results import eval_protocol
 
-    for name in ("random", "two-level"):
-        if backend == "llama" and name in methods:
-            raise click.BadParameter(f"the llama backend has no {name} method (--backend torch has)",
-                                     param_hint="--methods")
+    if backend == "llama" and "random" in methods:
+        raise click.BadParameter("the llama backend has no random method (--backend torch has)",
+                                 param_hint="--methods")
     no_overwrite([output, plot], [model, *prior_files, prompts_file])
     runner, priors = _quality_setup(model, hf, prior_files, backend, threads)
     _need_priors(methods, priors)

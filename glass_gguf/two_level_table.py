@@ -4,7 +4,9 @@
     python -m glass_gguf.two_level_table [docs/two-level.md]
 
 replaces, for every docs/results/NAME-two-level.json, the block between `<!-- two-level:NAME begin -->` and
-`<!-- two-level:NAME end -->`, and the `kernel` block from docs/results/two-level-kernel.json
+`<!-- two-level:NAME end -->`, the `runtime-NAME` block from docs/results/NAME-two-level-runtime.json (bench results
+of the runtime's two-level decoding beside single-level GLASS), and the `kernel` block from
+docs/results/two-level-kernel.json
 (tools/two_level_kernel_bench.cpp).
 """
 from __future__ import annotations
@@ -63,11 +65,30 @@ def render_kernel(data: dict) -> str:
         f"Two-level takes {t['ms_per_token'] / g['ms_per_token']:.2f}x GLASS's time for the same bytes."])
 
 
+def render_runtime(data: dict) -> str:
+    """The runtime's two-level decoding (patch 0012) against single-level GLASS: `glass-gguf bench` results, each
+    against dense in its own run."""
+    out = [f"{data['model']}, {data['threads']} threads, `glass-gguf bench` ({data['prompt_tokens']}-token prompt, "
+           f"{data['gen_tokens']} tokens, {data['repeats']} repeats; medians over rounds of 16 tokens).", "",
+           "| setting | rows a token reads | selection density | token fraction | dense tok/s | tok/s | speed-up (IQR) "
+           "| bytes model |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in data["runs"]:
+        name = "two-level" if r["token_fraction"] < 1 else "GLASS"
+        out.append(f"| {name} | {r['density']:g} | {r['selection_density']:.3f} | {r['token_fraction']:g} | "
+                   f"{r['dense_tok_s']:.1f} | {r['glass_tok_s']:.1f} | {r['speedup']:.2f} "
+                   f"({r['speedup_q1']:.2f}-{r['speedup_q3']:.2f}) | {r['ideal_speedup']:.2f} |")
+    return "\n".join(out)
+
+
 def render_doc(doc: Path = DOC, results: Path = RESULTS) -> str:
     text = doc.read_text()
     for path in sorted(results.glob("*-two-level.json")):
         name = path.name.removesuffix("-two-level.json")
         text = replace_block(text, f"two-level:{name}", render(json.loads(path.read_text())))
+    for path in sorted(results.glob("*-two-level-runtime.json")):
+        name = path.name.removesuffix("-two-level-runtime.json")
+        text = replace_block(text, f"two-level:runtime-{name}", render_runtime(json.loads(path.read_text())))
     kernel = results / "two-level-kernel.json"
     if kernel.exists():
         text = replace_block(text, "two-level:kernel", render_kernel(json.loads(kernel.read_text())))

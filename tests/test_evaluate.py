@@ -359,6 +359,18 @@ def test_two_level_reads_less_than_its_selection_and_loses_more_than_it(backend,
     assert evaluate.Record.from_json(got[two_level].to_json()) == got[two_level]
 
 
-def test_eval_refuses_two_level_on_the_llama_backend(smollm2_path):
-    result = CliRunner().invoke(main, ["eval", str(smollm2_path), "--backend", "llama", "--methods", "dense,two-level"])
-    assert result.exit_code != 0 and "no two-level method" in result.output
+def test_eval_refuses_random_on_the_llama_backend(smollm2_path):
+    result = CliRunner().invoke(main, ["eval", str(smollm2_path), "--backend", "llama", "--methods", "dense,random"])
+    assert result.exit_code != 0 and "no random method" in result.output
+
+
+def test_cross_backend_agrees_on_two_level(glass_gguf, backend, pairs, priors):
+    """Two-level decoding in the runtime (patch 0012, a Q8_0 neuron-major down projection) against the torch
+    reference: the same prompt-level selections, and each backend's KL against its own dense model agrees."""
+    llama = evaluate.LlamaBackend(glass_gguf, n_ctx=512, threads=1)
+    configs = [Config("dense"), Config("two-level", 0.5, 0.5, "activation", token_fraction=0.5),
+               Config("glass", 0.5, 0.5, "activation")]
+    out = evaluate.cross_backend(backend, llama, pairs, configs, priors)
+    assert_backends_agree(out)
+    by = {s["method"]: s for s in out["settings"]}
+    assert by["two-level"]["kl_llama"] < by["glass"]["kl_llama"], "at equal rows read, as on the torch backend"

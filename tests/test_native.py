@@ -353,3 +353,28 @@ def test_aarch64_k_quant_compaction_gives_the_bytes_of_x86_64(host_bin, aarch64_
     dense, _ = completion(aarch64_variant_bin / "llama-completion", glass_gguf_k_quants, n=6, runner=qemu(),
                           GLASS_GGUF="off")
     assert texts["aarch64"] != dense
+
+
+@pytest.mark.claims_sparse
+def test_aarch64_two_level_keeps_per_token_what_method_py_keeps(host_bin, aarch64_variant_bin, glass_gguf, tmp_path):
+    """Two-level decoding (GLASS_GGUF_TOKEN_FRACTION) under qemu, on the NEON down-projection kernel: every token's
+    kept neurons follow method.py on the ARM build's own activations, and the first sparse token keeps what x86-64
+    keeps in every layer (a wrong down projection in layer i would move every later layer's activations)."""
+    from glass_gguf import method
+    from test_two_level import read_token_lines
+
+    dumps = {"arm": tmp_path / "arm.txt", "x86": tmp_path / "x86.txt"}
+    two_level = dict(GLASS_GGUF_DENSITY="0.75", GLASS_GGUF_TOKEN_FRACTION="0.5", GLASS_GGUF_SWAP_AFTER="0")
+    arm_text, arm_log = completion(aarch64_variant_bin / "llama-completion", glass_gguf, n=4, runner=qemu(),
+                                   **two_level, **{DUMP_SELECTION: str(dumps["arm"])})
+    completion(host_bin / "llama-completion", glass_gguf, n=4, **two_level, **{DUMP_SELECTION: str(dumps["x86"])})
+    assert arm_text.strip() and sparse_count(arm_log) == 3
+    lines = {name: read_token_lines(Path(f"{dump}.tokens")) for name, dump in dumps.items()}
+    n_layer = len(read_selection(dumps["arm"]))
+    assert len(lines["arm"]) == 3 * n_layer
+    for _, k, m, acts, kept in lines["arm"]:
+        assert m == method.neurons_per_token(k, 0.5)
+        np.testing.assert_array_equal(kept, method.token_select(acts, m))
+    jaccards = [len(set(a[4]) & set(x[4])) / len(set(a[4]) | set(x[4]))
+                for a, x in zip(lines["arm"][:n_layer], lines["x86"][:n_layer])]
+    assert min(jaccards) >= 0.8 and sum(jaccards) / n_layer >= 0.9, jaccards
