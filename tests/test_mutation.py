@@ -4,7 +4,7 @@ selection, the compaction, the states and the "glass: decoding sparse" log lines
 
 The marked tests of the runtime's test files run in a pytest subprocess under the mutation; each must fail (an
 assertion, not an error in its set-up). The slowest are left out here and run by hand (`pytest -m claims_sparse`
-with GLASS_GGUF_MUTATE_DENSE=1 over tests/): the aarch64 test under qemu and the llama-server tests.
+with GLASS_GGUF_MUTATE_DENSE=1 over tests/): the aarch64 tests under qemu and the llama-server tests.
 """
 import os
 import subprocess
@@ -19,8 +19,9 @@ from glass_checks import MUTATE_DENSE
 pytestmark = pytest.mark.slow
 
 FILES = ["test_runtime.py", "test_lifecycle.py", "test_schedule.py", "test_sidecar.py", "test_static_model.py",
-         "test_native.py"]
+         "test_native.py", "test_two_level.py"]
 LEFT_OUT = ["test_native.py::test_aarch64_completion_decodes_sparse_like_x86_64",
+            "test_native.py::test_aarch64_two_level_keeps_per_token_what_method_py_keeps",
             "test_native.py::test_server_one_slot_answers_unrelated_requests_as_a_fresh_server"]
 
 
