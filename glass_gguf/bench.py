@@ -73,6 +73,8 @@ class BenchResult:
     ttft_glass_ms: float
     swap_token_ms: float              # the decode step at which GLASS switches to the compacted weights
     dense_tokens_before_swap: int
+    file_huge_pages_mb: float = 0.0   # model file mapped as 2 MB pages while decoding under GLASS (FilePmdMapped):
+    # where > 0, the dense FFN pages handed back return with their neighbours and decode RSS stays at dense's
     token_fraction: float = 1.0       # two-level decoding (docs/two-level.md): the selection is at
     selection_density: float | None = None  # method.superset_density and density is the share of rows a token reads
 
@@ -118,6 +120,19 @@ def current_rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def file_huge_pages_mb() -> float:
+    """File pages this process maps as 2 MB huge pages (FilePmdMapped), MB. Kernels with large page-cache folios map
+    model files this way; a huge page holds several layers' tensors, so the dense FFN pages GLASS hands back after
+    its swap come back with the attention weights beside them and resident memory does not fall (docs/runtime.md)."""
+    try:
+        for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+            if line.startswith("FilePmdMapped:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def last_logits(llm) -> np.ndarray:
@@ -239,6 +254,7 @@ def run_bench(model_path: Path, density: float | None, lam: float | None, thread
     sparse.prefill(tokens)
     n_head = len(sparse.decode_until_sparse(n_gen - 1))   # tokens up to and including the swap
     rss_glass, rss_decode_glass = peak_rss_mb(), current_rss_mb()
+    huge_pages = file_huge_pages_mb()
     pruned = sum(d - c for d, c in (glass.layer_bytes(il) for il in range(glass.n_layer))) / 2**20
     static_path, k, glass_dense = ceiling_model(model_path, glass) if token_fraction == 1.0 else (None, 0, [])
 
@@ -304,5 +320,5 @@ def run_bench(model_path: Path, density: float | None, lam: float | None, thread
         decode_rss_dense_mb=rss_decode_dense, decode_rss_glass_mb=rss_decode_glass, pruned_ffn_mb=pruned,
         ttft_dense_ms=statistics.median(ttft["dense"]) * 1000, ttft_glass_ms=statistics.median(ttft["glass"]) * 1000,
         swap_token_ms=statistics.median(swap_token) * 1000, dense_tokens_before_swap=n_head - 1,
-        token_fraction=token_fraction, selection_density=selection,
+        token_fraction=token_fraction, selection_density=selection, file_huge_pages_mb=huge_pages,
     )

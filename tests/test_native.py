@@ -375,6 +375,16 @@ def test_aarch64_two_level_keeps_per_token_what_method_py_keeps(host_bin, aarch6
     for _, k, m, acts, kept in lines["arm"]:
         assert m == method.neurons_per_token(k, 0.5)
         np.testing.assert_array_equal(kept, method.token_select(acts, m))
-    jaccards = [len(set(a[4]) & set(x[4])) / len(set(a[4]) | set(x[4]))
-                for a, x in zip(lines["arm"][:n_layer], lines["x86"][:n_layer])]
-    assert min(jaccards) >= 0.8 and sum(jaccards) / n_layer >= 0.9, jaccards
+    # the first sparse token's gate activations, neuron by neuron where both selections hold it. NEON and AVX2 round
+    # differently in the last bits, so a few near-ties at each token's cut (and in the prompt's selections) go the
+    # other way and the difference grows with depth (measured on armv8-a: 0.002 in layer 0, 0.026 in layer 1, 0.25
+    # by the last); a wrong down projection would put layer 1 (after the first two-level FFN) near 1
+    selections = {name: read_selection(dump) for name, dump in dumps.items()}
+    errors = []
+    for arm_line, x86_line in zip(lines["arm"][:n_layer], lines["x86"][:n_layer]):
+        acts = {name: dict(zip(sorted(selections[name][line[0]]), line[3]))
+                for name, line in (("arm", arm_line), ("x86", x86_line))}
+        common = sorted(acts["arm"].keys() & acts["x86"].keys())
+        a, x = (np.array([acts[name][j] for j in common]) for name in ("arm", "x86"))
+        errors.append(float(np.linalg.norm(a - x) / np.linalg.norm(x)))
+    assert errors[0] < 0.01 and errors[1] < 0.1 and max(errors) < 0.5, errors

@@ -383,7 +383,11 @@ def test_bench_reports_dense_and_glass_in_one_run(smollm2_path):
     # decoding from the compacted copies, the dense FFN pages of the mapped file are handed back: resident memory
     # falls below dense (measured: by 13 MB, 0.55 of the 24 MB pruned; the GLASS context's own buffers take the rest)
     assert 20 < result["pruned_ffn_mb"] < 30
-    assert result["decode_rss_glass_mb"] < result["decode_rss_dense_mb"] - 0.4 * result["pruned_ffn_mb"]
+    if result["file_huge_pages_mb"] == 0:
+        assert result["decode_rss_glass_mb"] < result["decode_rss_dense_mb"] - 0.4 * result["pruned_ffn_mb"]
+    else:  # a kernel that maps the file in 2 MB pages (large page-cache folios): the release cannot hold there, and
+        # bench says why (measured on such a machine: 12 MB above dense, the compacted copies)
+        assert result["decode_rss_glass_mb"] < result["decode_rss_dense_mb"] + 1.0 * result["pruned_ffn_mb"]
 
 
 def test_bench_says_in_one_line_when_the_answer_ends_before_the_swap(smollm2_path):
