@@ -13,6 +13,15 @@ from .settings import check_density, check_lambda, physical_cores
 from .tune import DEFAULT_TUNE_DENSITIES, DEFAULT_TUNE_LADDER
 
 
+def _token_fractions(ctx, param, value):
+    """Two-level's token fractions: a comma-separated list of shares in (0, 1), or 'none'."""
+    from .cli_params import number_in
+
+    if value is None or value.strip().lower() in ("", "none"):
+        return ()
+    return list_of(number_in("a token fraction", 0.0, 1.0, open_interval=True), tuple)(ctx, param, value)
+
+
 def _ladder(ctx, param, value):
     from .quantize import parse_ladder
 
@@ -83,13 +92,16 @@ def _config(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir, 
 @click.option("--gen-tokens", type=click.IntRange(8), default=256, help="tokens per answer")
 @click.option("--repeats", type=click.IntRange(1), default=1, help="speed rounds per prompt")
 @click.option("--prior-tokens", type=click.IntRange(64), default=8192, help="calibration tokens of a computed prior")
+@click.option("--token-fractions", default="0.5", callback=_token_fractions,
+              help="two-level decoding on the model at every density whose selection fits: the shares of the "
+                   "selection a decoded token keeps ('none': no two-level; docs/two-level.md)")
 @click.option("--no-griffin", is_flag=True, help="leave GRIFFIN out")
 @click.option("--no-rss", is_flag=True, help="skip the peak-RSS probes (one process per candidate)")
 @click.option("--time-limit", type=click.FloatRange(min=0.1), default=None,
               help="stop after this many minutes, between model files (finished ones are cached: run again to go on)")
 def frontier(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir, threads, as_json, output, plot,
-             markdown, ladder, densities, rung_densities, n_prompts, gen_tokens, repeats, prior_tokens, no_griffin,
-             no_rss, time_limit):
+             markdown, ladder, densities, rung_densities, n_prompts, gen_tokens, repeats, prior_tokens,
+             token_fractions, no_griffin, no_rss, time_limit):
     """GLASS against the quantization ladder of MODEL: quality (KL, repeated 8-grams) and whole-answer speed of
     every rung, of GRIFFIN and GLASS on the model, and of GLASS on the smaller rungs; Pareto frontier and the
     iso-quality speed-up."""
@@ -100,7 +112,8 @@ def frontier(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir,
     check_outputs([output, plot, markdown], [model, source, prior_path, imatrix])
     cfg = _config(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir, threads, ladder=ladder,
                   densities=densities, rung_densities=rung_densities, n_prompts=n_prompts, gen_tokens=gen_tokens,
-                  repeats=repeats, prior_tokens=prior_tokens, griffin=not no_griffin, rss=not no_rss,
+                  repeats=repeats, prior_tokens=prior_tokens, token_fractions=token_fractions,
+                  griffin=not no_griffin, rss=not no_rss,
                   time_limit_s=None if time_limit is None else 60 * time_limit, progress=True)
     try:
         result = run_frontier(cfg)
@@ -133,8 +146,10 @@ def frontier(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir,
 @click.option("--gen-tokens", type=click.IntRange(8), default=128, help="tokens per answer")
 @click.option("--repeats", type=click.IntRange(1), default=2, help="speed rounds per prompt")
 @click.option("--prior-tokens", type=click.IntRange(64), default=2048, help="calibration tokens of a computed prior")
+@click.option("--token-fractions", default="0.5", callback=_token_fractions,
+              help="two-level decoding compared at every density whose selection fits ('none': not measured)")
 def tune(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir, threads, as_json, max_kl, min_speedup,
-         output, sidecar, ladder, densities, n_prompts, gen_tokens, repeats, prior_tokens):
+         output, sidecar, ladder, densities, n_prompts, gen_tokens, repeats, prior_tokens, token_fractions):
     """Measure GLASS at a few densities and a few dense quantizations on this device (minutes), pick the GLASS
     setting that serves the budget best, say whether a quantization serves it better, and write the setting."""
     from .frontier import Row, run_frontier
@@ -154,7 +169,8 @@ def tune(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir, thr
                                    "write a GLASS GGUF with -o")
     cfg = _config(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir, threads, ladder=ladder,
                   densities=densities, rung_densities=(), n_prompts=n_prompts, gen_tokens=gen_tokens,
-                  repeats=repeats, prior_tokens=prior_tokens, griffin=False, glass_on_rungs=False, rss=False,
+                  repeats=repeats, prior_tokens=prior_tokens, token_fractions=token_fractions, griffin=False,
+                  glass_on_rungs=False, rss=False,
                   progress=True)
     result = run_frontier(cfg)
     rows = [Row.from_json(r) for r in result["candidates"]]
@@ -171,7 +187,7 @@ def tune(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir, thr
         click.echo(json.dumps(out, indent=2))
         return
     for r in sorted(rows, key=lambda r: (r.family != "glass", -r.speedup)):
-        click.echo(f"{r.label:22} KL {r.kl:8.4f}  repeated {r.repeated:6.1%}  speed-up {r.speedup:5.2f}x")
+        click.echo(f"{r.label:24} KL {r.kl:8.4f}  repeated {r.repeated:6.1%}  speed-up {r.speedup:5.2f}x")
     click.echo(choice.advice)
     if target is not None:
         click.echo(f"wrote {out['output']}: glass.density {choice.glass.density:g}, glass.lambda "

@@ -4,7 +4,9 @@ One run measures, against the model as the user has it:
 - the quantization ladder (quantize.py): every rung dense;
 - GRIFFIN (prompt only, no prior) and GLASS (the swept setting: the file's glass.* keys, or options) at several
   densities on the model, and GLASS on every rung smaller than the model (it composes with quantization: the
-  model's prior is reused, the rungs have the same neurons and the same fingerprint).
+  model's prior is reused, the rungs have the same neurons and the same fingerprint);
+- two-level decoding (docs/two-level.md) on the model: GLASS's setting, each decoded token keeping a fraction f of
+  the selection; its density is the share of FFN rows a token reads (the selection is method.superset_density).
 
 Quality, on the reference's greedy answers (the reference: a higher-precision GGUF given with --source, else the
 model itself). For every prompt (one user turn, chat template applied) the reference generates up to N tokens
@@ -57,8 +59,10 @@ KL_BUDGETS = (0.05, 0.1, 0.2)
 REPEAT_MARGIN = 0.05            # "repeats no more than the dense answer + 5 points" (demo.COHERENCE_MARGIN)
 DEFAULT_DENSITIES = (0.3, 0.5, 0.6, 0.75, 0.9)
 DEFAULT_RUNG_DENSITIES = (0.5, 0.75, 0.9)
-# the headline's groups of families: the quantization ladder, GRIFFIN, GLASS on the model, GLASS on any rung
-GROUPS = ("quantization", "GRIFFIN", "GLASS", "GLASS + quantization")
+DEFAULT_TOKEN_FRACTIONS = (0.5,)
+# the headline's groups of families: the quantization ladder, GRIFFIN, GLASS on the model, GLASS on any rung,
+# two-level decoding on the model
+GROUPS = ("quantization", "GRIFFIN", "GLASS", "GLASS + quantization", "two-level")
 
 
 def group_of(family: str) -> str:
@@ -71,6 +75,8 @@ def group_of(family: str) -> str:
         return "GLASS"
     if family.startswith("glass+"):
         return "GLASS + quantization"
+    if family == "two-level":
+        return "two-level"
     raise SettingError(f"unknown family {family!r}")
 
 
@@ -81,11 +87,11 @@ def group_of(family: str) -> str:
 class Row:
     """One measured candidate: a row of the frontier JSON."""
 
-    family: str                 # "quant", "griffin", "glass" or "glass+<rung>"
-    label: str                  # e.g. "Q3_K_M", "GLASS @0.5", "GLASS @0.5 on Q3_K_M"
+    family: str                 # "quant", "griffin", "glass", "glass+<rung>" or "two-level"
+    label: str                  # e.g. "Q3_K_M", "GLASS @0.5", "GLASS @0.5 on Q3_K_M", "two-level @0.5 (f 0.5)"
     base: str                   # the file it runs on: the model's type with " (model)", or a rung
-    method: str                 # "dense", "griffin" or "glass"
-    density: float              # 1.0 for dense
+    method: str                 # "dense", "griffin", "glass" or "two-level"
+    density: float              # 1.0 for dense; two-level: the share of FFN rows a decoded token reads
     kl: float                   # KL(reference || candidate), per scored token
     speedup: float              # median over rounds of the model's dense seconds / candidate seconds
     repeated: float             # mean share of repeated 8-grams of its greedy answers
@@ -99,6 +105,7 @@ class Row:
     bpw: float = float("nan")
     rss_mb: float | None = None
     scored_tokens: int = 0
+    token_fraction: float = 1.0   # two-level: the share of its selection a decoded token keeps
 
     def to_json(self) -> dict:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
@@ -153,7 +160,7 @@ def verdict(head: list[dict]) -> list[str]:
         if o is None:
             lines.append(f"{h['budget']}: no candidate meets it.")
             continue
-        glass = [h["best"][g] for g in ("GLASS", "GLASS + quantization") if h["best"][g]]
+        glass = [h["best"][g] for g in ("GLASS", "GLASS + quantization", "two-level") if h["best"].get(g)]
         g = max(glass, key=lambda r: r["speedup"]) if glass else None
         q = h["best"]["quantization"]
         if g is not None and g["label"] == o["label"]:
@@ -191,11 +198,12 @@ def render_table(result: dict) -> str:
 
 def render_headline(result: dict) -> str:
     """The iso-quality table: per budget, the fastest candidate of each group and its speed-up."""
-    lines = ["| budget | " + " | ".join(GROUPS) + " | fastest overall |",
-             "|---|" + "---|" * (len(GROUPS) + 1)]
+    groups = [g for g in GROUPS if g in result["headline"][0]["best"]]   # older runs: no two-level group
+    lines = ["| budget | " + " | ".join(groups) + " | fastest overall |",
+             "|---|" + "---|" * (len(groups) + 1)]
     for h in result["headline"]:
         cells = [("none" if b is None else f"{b['label']} {b['speedup']:.2f}x") for b in
-                 (h["best"][g] for g in GROUPS)]
+                 (h["best"][g] for g in groups)]
         o = h["overall"]
         lines.append(f"| {h['budget']} | " + " | ".join(cells) + f" | {'none' if o is None else o['label']} |")
     return "\n".join(lines)
@@ -214,7 +222,9 @@ def render_markdown(result: dict) -> str:
         f"{'per-layer density' if s['layer_scale'] else 'uniform density'}.",
         f"Protocol: {p['n_prompts']} MT-Bench prompts ({p['prompts']}), {p['gen_tokens']} tokens, "
         f"{p['threads']} threads, {p['rounds']} speed rounds; densities {', '.join(map(str, p['densities']))} on "
-        f"the model, {', '.join(map(str, p['rung_densities']))} on the rungs smaller than the model.",
+        f"the model, {', '.join(map(str, p['rung_densities']))} on the rungs smaller than the model" +
+        (f"; two-level at token fractions {', '.join(map(str, p['token_fractions']))} (density: the share of FFN "
+         "rows a decoded token reads)." if p.get("token_fractions") else "."),
         f"Dense model: {d['tok_s']:.1f} tok/s, TTFT {d['ttft_ms']:.0f} ms, repeated 8-grams {d['repeated']:.1%}.",
         "",
         "Iso-quality speed-up (the fastest candidate of each family within the budget):",
@@ -240,7 +250,8 @@ def plot_frontier(result: dict, png) -> Path:
     floor = min([r.kl for r in rows if r.kl > 0] or [1e-4]) / 3
     x = lambda r: max(r.kl, floor)   # noqa: E731  the reference itself (KL 0) sits at the left edge
     styles = {"quant": dict(color="tab:blue", marker="s", lw=2), "griffin": dict(color="black", marker="v", ls="--"),
-              "glass": dict(color="tab:red", marker="o", lw=2)}
+              "glass": dict(color="tab:red", marker="o", lw=2),
+              "two-level": dict(color="tab:purple", marker="D", ls="-.")}
     extra = iter(plt.cm.Oranges(np.linspace(0.4, 0.9, max(1, len({r.family for r in rows})))))
     for fam in dict.fromkeys(r.family for r in rows):
         rs = [r for r in rows if r.family == fam]
@@ -249,6 +260,7 @@ def plot_frontier(result: dict, png) -> Path:
         ax.plot([x(r) for r in rs], [r.speedup for r in rs], label=fam, ms=5, **kw)
         for r in rs:
             tag = r.base.split(" ")[0] if fam == "quant" else f"{r.density:g}"
+            tag += f" f{r.token_fraction:g}" if fam == "two-level" else ""
             ax.annotate(tag, (x(r), r.speedup), fontsize=6, xytext=(3, 3), textcoords="offset points")
     front = pareto(rows)
     ax.step([x(r) for r in sorted(front, key=lambda r: r.kl)], [r.speedup for r in sorted(front, key=lambda r: r.kl)],
@@ -294,8 +306,23 @@ class Candidate:
     family: str
     label: str
     base: str                   # key of the model file in the run's files
-    method: str                 # dense | griffin | glass
-    density: float = 1.0
+    method: str                 # dense | griffin | glass | two-level
+    density: float = 1.0        # two-level: the rows a decoded token reads
+    token_fraction: float = 1.0
+
+    @property
+    def with_prior(self) -> bool:
+        """GLASS's setting (prior, lambda, schedule, layer scale) applies: glass and two-level."""
+        return self.method in ("glass", "two-level")
+
+    @property
+    def selection_density(self) -> float:
+        """The density the runtime selects at (two-level: the superset whose per-token share reads `density`)."""
+        from . import method
+
+        if self.method != "two-level":
+            return self.density
+        return min(1.0, method.superset_density(self.density, self.token_fraction))
 
 
 @dataclass
@@ -322,6 +349,7 @@ class FrontierConfig:
     prompts: list[str] | None = None                # None: the MT-Bench eval split, evenly spaced
     griffin: bool = True
     glass_on_rungs: bool = True
+    token_fractions: tuple[float, ...] = DEFAULT_TOKEN_FRACTIONS   # two-level on the model at every density that fits
 
 
 class TimeLimit(Exception):
@@ -469,11 +497,12 @@ def teacher_forced(backend, prompt_ids: list[int], cont: list[int], cand: Candid
     glass.disable()
     llm.reset()
     warmup = refresh = 0
+    glass.set_token_fraction(cand.token_fraction)
     if cand.method != "dense":
-        if cand.method == "glass":
+        if cand.with_prior:
             warmup, refresh = setting.warmup, setting.refresh
-        glass.set_layer_scale(list(setting.layer_scale) if (cand.method == "glass" and setting.layer_scale) else None)
-        glass.enable(cand.density, lam, "auto")
+        glass.set_layer_scale(list(setting.layer_scale) if (cand.with_prior and setting.layer_scale) else None)
+        glass.enable(cand.selection_density, lam, "auto")
         glass.set_schedule(warmup, refresh)
         llm.reset()
         glass.set_prompt_end(P)
@@ -501,9 +530,11 @@ class Speaker:
         elif cand.method == "griffin":
             self.llm, self.glass = load(path, density=cand.density, lam=0.0, **kwargs)
         else:
-            self.llm, self.glass = load(path, density=cand.density, lam=setting.lam, prior=priors, **kwargs)
+            self.llm, self.glass = load(path, density=cand.selection_density, lam=setting.lam, prior=priors,
+                                        **kwargs)
             self.glass.set_schedule(setting.warmup, setting.refresh)
             self.glass.set_layer_scale(list(setting.layer_scale) if setting.layer_scale else None)
+            self.glass.set_token_fraction(cand.token_fraction)
         if self.glass is not None and self.glass.state == "off":
             raise RuntimeError("GLASS stayed off for a sparse candidate (GLASS_GGUF=off in the environment?)")
 
@@ -544,7 +575,8 @@ def until_end(ids: list[int], eog: set[int]) -> list[int]:
 
 
 def rss_probe(path: str, method: str, density: float, lam: float, priors_file: str | None, warmup: int,
-              refresh: int, layer_scale: list | None, n_prompt: int, n_gen: int, threads: int) -> float:
+              refresh: int, layer_scale: list | None, n_prompt: int, n_gen: int, threads: int,
+              token_fraction: float = 1.0) -> float:
     """Peak RSS (MB) of a process that loads one candidate, reads a prompt and decodes past the swap."""
     from .bench import Sequence, peak_rss_mb, prompt_tokens
     from .glass_llama import load
@@ -557,6 +589,7 @@ def rss_probe(path: str, method: str, density: float, lam: float, priors_file: s
         llm, glass = load(path, density=density, lam=lam, prior=priors_file, **kwargs)
         glass.set_schedule(warmup, refresh)
         glass.set_layer_scale(layer_scale)
+        glass.set_token_fraction(token_fraction)
     seq = Sequence(llm)
     seq.prefill(prompt_tokens(llm, n_prompt))
     seq.decode(n_gen)
@@ -565,11 +598,12 @@ def rss_probe(path: str, method: str, density: float, lam: float, priors_file: s
 
 def measure_rss(path: Path, cand: Candidate, setting: GlassSetting, prior_file: Path | None, threads: int,
                 n_gen: int) -> float | None:
-    args = [str(path), cand.method, cand.density, setting.lam if cand.method == "glass" else 0.0,
-            str(prior_file) if (cand.method == "glass" and prior_file) else None,
-            setting.warmup if cand.method == "glass" else 0, setting.refresh if cand.method == "glass" else 0,
-            list(setting.layer_scale) if (cand.method == "glass" and setting.layer_scale) else None,
-            256, n_gen, threads]
+    glass = cand.with_prior
+    args = [str(path), cand.method, cand.selection_density, setting.lam if glass else 0.0,
+            str(prior_file) if (glass and prior_file) else None,
+            setting.warmup if glass else 0, setting.refresh if glass else 0,
+            list(setting.layer_scale) if (glass and setting.layer_scale) else None,
+            256, n_gen, threads, cand.token_fraction]
     code = ("import json, sys; from glass_gguf.frontier import rss_probe; "
             f"print(json.dumps(rss_probe(*json.loads(sys.argv[1]))))")
     try:
@@ -591,8 +625,11 @@ def _median_iqr(values) -> tuple[float, float, float]:
 
 
 def candidates_for(cfg: FrontierConfig, files: dict[str, dict]) -> dict[str, list[Candidate]]:
-    """Per model file, its candidates: the model dense, GRIFFIN and GLASS at cfg.densities; every rung dense, and
-    GLASS at cfg.rung_densities on the rungs smaller than the model."""
+    """Per model file, its candidates: the model dense, GRIFFIN and GLASS at cfg.densities, two-level at every
+    density and token fraction whose selection fits in the model; every rung dense, and GLASS at cfg.rung_densities
+    on the rungs smaller than the model."""
+    from . import method
+
     out: dict[str, list[Candidate]] = {}
     model_bpw = files["model"]["bpw"]
     for key, f in files.items():
@@ -601,6 +638,8 @@ def candidates_for(cfg: FrontierConfig, files: dict[str, dict]) -> dict[str, lis
             if cfg.griffin:
                 cands += [Candidate("griffin", f"GRIFFIN @{d:g}", key, "griffin", d) for d in cfg.densities]
             cands += [Candidate("glass", f"GLASS @{d:g}", key, "glass", d) for d in cfg.densities]
+            cands += [Candidate("two-level", f"two-level @{d:g} (f {f:g})", key, "two-level", d, f)
+                      for d in cfg.densities for f in cfg.token_fractions if method.superset_density(d, f) <= 1.0]
         elif key != "source" and cfg.glass_on_rungs and f["bpw"] < model_bpw:
             cands += [Candidate(f"glass+{key}", f"GLASS @{d:g} on {key}", key, "glass", d)
                       for d in cfg.rung_densities]
@@ -616,8 +655,10 @@ def runtime_build_key() -> str:
 
 
 def run_key(cfg: FrontierConfig, setting: GlassSetting, ref_digest: str, model_digest: str, prompts) -> str:
+    # the candidates too: a cached file's rows are reused only for the same set of candidates
     text = json.dumps([ref_digest, model_digest, prompts, cfg.gen_tokens, cfg.repeats, cfg.threads,
-                       setting.to_json(), runtime_build_key(), "v1"], sort_keys=True)
+                       setting.to_json(), runtime_build_key(), list(cfg.densities), list(cfg.rung_densities),
+                       list(cfg.token_fractions), cfg.griffin, cfg.glass_on_rungs, "v2"], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -711,6 +752,7 @@ def run_frontier(cfg: FrontierConfig) -> dict:
                      else "given", "gen_tokens": cfg.gen_tokens, "threads": cfg.threads,
                      "rounds": len(pairs) * cfg.repeats, "repeats": cfg.repeats,
                      "densities": list(cfg.densities), "rung_densities": list(cfg.rung_densities),
+                     "token_fractions": list(cfg.token_fractions),
                      "ladder": list(cfg.ladder),
                      "kl": "KL(reference || candidate) over the full vocabulary, float64, per answer token c_0..c_{N-1}"
                            " of the reference's greedy answers, teacher-forced, token-weighted over prompts",
@@ -746,7 +788,7 @@ def measure_file(cfg: FrontierConfig, f: dict, group: list[Candidate], ref, pair
     plain = ref if quality_ref else LlamaBackend(path, n_ctx=n_ctx, threads=cfg.threads)
     plain.glass.clear_priors()   # GRIFFIN is prompt-only, whatever prior the file carries (GLASS has `primed`)
     primed = None
-    if any(c.method == "glass" for c in group):
+    if any(c.with_prior for c in group):
         primed = LlamaBackend(path, n_ctx=n_ctx, threads=cfg.threads)
         primed.glass.set_priors(priors)
     kl = {c.label: 0.0 for c in group}
@@ -757,8 +799,8 @@ def measure_file(cfg: FrontierConfig, f: dict, group: list[Candidate], ref, pair
         targets = np.asarray(cont)
         tokens += len(cont)
         for c in group:
-            backend = primed if c.method == "glass" else plain
-            lam = setting.lam if c.method == "glass" else 0.0
+            backend = primed if c.with_prior else plain
+            lam = setting.lam if c.with_prior else 0.0
             rows = ref_rows if (quality_ref and c.method == "dense") else teacher_forced(
                 backend, prompt_ids, cont, c, setting, lam)
             k, n = kl_and_nll(ref_rows, rows, targets)
@@ -805,6 +847,7 @@ def measure_file(cfg: FrontierConfig, f: dict, group: list[Candidate], ref, pair
             speedup=med, speedup_q1=q1, speedup_q3=q3,
             tok_s=cfg.gen_tokens / float(np.median(sp_s)), ttft_ms=1000 * float(np.median(sp_t)),
             ttft_ratio=float(np.median(sp_t / dense_t)), file_mb=f["file_mb"], bpw=f["bpw"], rss_mb=rss,
+            token_fraction=c.token_fraction,
         ).to_json())
     for sp in speakers.values():
         sp.close()

@@ -19,10 +19,10 @@ DOC = REPO / "docs" / "frontier.md"
 RESULT = REPO / "docs" / "results" / "smollm2-135m-frontier.json"
 
 
-def row(label, family, kl, speedup, repeated=0.05, density=1.0):
-    method = {"quant": "dense", "griffin": "griffin"}.get(family, "glass")
+def row(label, family, kl, speedup, repeated=0.05, density=1.0, token_fraction=1.0):
+    method = {"quant": "dense", "griffin": "griffin", "two-level": "two-level"}.get(family, "glass")
     return Row(family=family, label=label, base=label, method=method, density=density, kl=kl, speedup=speedup,
-               repeated=repeated)
+               repeated=repeated, token_fraction=token_fraction)
 
 
 ROWS = [
@@ -68,6 +68,29 @@ def test_the_verdict_says_when_glass_loses_to_a_quantization():
     lines = verdict(headline(ROWS, dense_repeated=0.04))
     assert lines[1] == "KL <= 0.1: GLASS loses to Q3_K_M at 1.20x (best GLASS GLASS @0.9 at 1.03x)."
     assert lines[2].startswith("KL <= 0.2: GLASS wins: GLASS @0.75 on Q3_K_M at 1.30x")
+
+
+def test_two_level_is_its_own_group_and_counts_as_glass_in_the_verdict():
+    two_level = row("two-level @0.5 (f 0.5)", "two-level", 0.09, 1.25, 0.05, 0.5, 0.5)
+    head = {h["budget"]: h for h in headline(ROWS + [two_level], dense_repeated=0.04)}
+    assert head["KL <= 0.05"]["best"]["two-level"] is None
+    assert head["KL <= 0.1"]["best"]["two-level"]["label"] == "two-level @0.5 (f 0.5)"
+    assert verdict([head["KL <= 0.1"]])[0] == ("KL <= 0.1: GLASS wins: two-level @0.5 (f 0.5) at 1.25x "
+                                                "(best quantization Q3_K_M at 1.20x).")
+
+
+def test_two_level_is_measured_where_its_selection_fits_in_the_model():
+    from glass_gguf.frontier import FrontierConfig, candidates_for
+
+    cfg = FrontierConfig(model=Path("m.gguf"), out_dir=Path("."), densities=(0.5, 0.75), token_fractions=(0.5, 0.75),
+                         glass_on_rungs=False)
+    files = {"model": {"label": "Q4_1 (model)", "bpw": 4.5}, "Q3_K_M": {"label": "Q3_K_M", "bpw": 3.9}}
+    two_level = [c for c in candidates_for(cfg, files)["model"] if c.method == "two-level"]
+    # a token reads density = selection x (1 + 2f) / 3 of the rows: 0.75 at f 0.5 would need a selection of 1.125
+    assert [(c.label, round(c.selection_density, 4)) for c in two_level] == [
+        ("two-level @0.5 (f 0.5)", 0.75), ("two-level @0.5 (f 0.75)", 0.6), ("two-level @0.75 (f 0.75)", 0.9)]
+    assert all(c.with_prior for c in two_level)
+    assert not any(c.method == "two-level" for c in candidates_for(cfg, files)["Q3_K_M"])
 
 
 def test_a_budget_no_candidate_meets_is_reported_as_such():
@@ -150,7 +173,10 @@ def test_the_committed_result_is_complete(path):
     families = {r["family"] for r in result["candidates"]}
     assert {"quant", "griffin", "glass"} <= families and any(f.startswith("glass+") for f in families)
     assert [h["budget"] for h in result["headline"]][-1].startswith("repeats")
-    assert set(result["headline"][0]["best"]) == set(GROUPS)
+    # a frontier measured before two-level existed has no two-level group
+    groups = set(GROUPS) if result["protocol"].get("token_fractions") else set(GROUPS) - {"two-level"}
+    assert set(result["headline"][0]["best"]) == groups
+    assert ("two-level" in families) == bool(result["protocol"].get("token_fractions"))
     assert path.with_suffix(".png").exists()
 
 
@@ -172,7 +198,8 @@ def tiny_run(smollm2_path, tmp_path_factory):
 def test_frontier_measures_every_family_on_the_real_model(tiny_run):
     cfg, result = tiny_run
     rows = {r["label"]: r for r in result["candidates"]}
-    assert set(rows) == {"Q4_1 (model)", "Q8_0", "IQ3_S", "GRIFFIN @0.5", "GLASS @0.5", "GLASS @0.5 on IQ3_S"}
+    assert set(rows) == {"Q4_1 (model)", "Q8_0", "IQ3_S", "GRIFFIN @0.5", "GLASS @0.5", "GLASS @0.5 on IQ3_S",
+                         "two-level @0.5 (f 0.5)"}
     # the model against itself: no divergence, speed-up 1 by construction
     assert rows["Q4_1 (model)"]["kl"] == pytest.approx(0.0, abs=1e-9)
     assert rows["Q4_1 (model)"]["speedup"] == 1.0
@@ -181,6 +208,10 @@ def test_frontier_measures_every_family_on_the_real_model(tiny_run):
     assert rows["IQ3_S"]["file_mb"] < rows["Q4_1 (model)"]["file_mb"] < rows["Q8_0"]["file_mb"]
     # GLASS with a 4-token warm-up is sparse from token 4 on: it diverges; Q8_0 (larger than the model) gets no GLASS
     assert rows["GLASS @0.5"]["kl"] > 0
+    # two-level reads half the rows from a selection of 0.75, token by token: another divergence than GLASS's
+    two_level = rows["two-level @0.5 (f 0.5)"]
+    assert two_level["kl"] > 0 and two_level["kl"] != pytest.approx(rows["GLASS @0.5"]["kl"], rel=1e-3)
+    assert two_level["token_fraction"] == 0.5 and two_level["density"] == 0.5
     assert not any(r["family"] == "glass+Q8_0" for r in result["candidates"])
     assert result["source"]["kind"].startswith("the model itself (Q4_1), requantized")
     assert all(r["speedup"] > 0 and r["tok_s"] > 0 for r in rows.values())

@@ -8,10 +8,11 @@ from glass_gguf.frontier import Row
 from glass_gguf.tune import NoCandidate, choose
 
 
-def row(label, family, kl, speedup, density=1.0):
+def row(label, family, kl, speedup, density=1.0, token_fraction=1.0):
     base = "Q4_1 (model)" if family != "quant" or label == "Q4_1 (model)" else label
-    return Row(family=family, label=label, base=base, method="dense" if family == "quant" else "glass",
-               density=density, kl=kl, speedup=speedup, repeated=0.0)
+    method = {"quant": "dense", "two-level": "two-level"}.get(family, "glass")
+    return Row(family=family, label=label, base=base, method=method, density=density, kl=kl, speedup=speedup,
+               repeated=0.0, token_fraction=token_fraction)
 
 
 ROWS = [
@@ -49,6 +50,19 @@ def test_a_budget_no_glass_density_meets_names_the_closest_and_the_rung_that_mee
         choose(ROWS, min_speedup=1.22)
 
 
+def test_the_advice_names_the_switch_when_two_level_serves_the_budget_better():
+    two_level = row("two-level @0.5 (f 0.5)", "two-level", 0.08, 1.15, 0.5, 0.5)
+    c = choose(ROWS + [two_level], max_kl=0.1)
+    # the file keeps the single-level choice: two-level is off by default, and the advice says how to switch it on
+    assert c.glass.density == 0.75 and c.two_level is two_level and c.two_level_better
+    assert c.advice.endswith("two-level decoding serves it better: two-level @0.5 (f 0.5) at 1.15x, KL 0.0800 (off "
+                             "by default: run with GLASS_GGUF_TOKEN_FRACTION=0.5 and GLASS_GGUF_DENSITY=0.75, "
+                             "docs/two-level.md)")
+    slower = row("two-level @0.5 (f 0.5)", "two-level", 0.08, 1.05, 0.5, 0.5)
+    c = choose(ROWS + [slower], max_kl=0.1)
+    assert c.two_level is slower and not c.two_level_better and "two-level" not in c.advice
+
+
 def test_exactly_one_budget():
     with pytest.raises(ValueError, match="exactly one budget"):
         choose(ROWS)
@@ -78,6 +92,13 @@ def test_tune_writes_a_glass_gguf_with_the_chosen_density(smollm2_path, tmp_path
     # with a budget everything meets, the fastest GLASS density wins
     glass = [r for r in record["candidates"] if r["family"] == "glass"]
     assert chosen["speedup"] == max(r["speedup"] for r in glass)
+    # two-level measured beside it where its selection fits (0.5 reads from a selection of 0.75; 0.9 cannot),
+    # diverging from the model in its own way
+    two_level = {r["label"]: r for r in record["candidates"] if r["family"] == "two-level"}
+    assert list(two_level) == ["two-level @0.5 (f 0.5)"]
+    glass_half = next(r for r in glass if r["density"] == 0.5)
+    assert two_level["two-level @0.5 (f 0.5)"]["kl"] > 0
+    assert two_level["two-level @0.5 (f 0.5)"]["kl"] != pytest.approx(glass_half["kl"], rel=1e-3)
 
 
 def test_tune_refuses_a_budget_nothing_meets_and_writes_nothing(smollm2_path, tmp_path):
