@@ -92,8 +92,9 @@ def frontier_rows(name: str, results: Path = RESULTS) -> list[str]:
     for i, h in enumerate(fr["headline"]):
         best = h["best"]
         overall = h["overall"]
+        two_level = _best(best["two-level"]) if "two-level" in best else "not measured"
         rows.append(f"| {title if i == 0 else ''} | {h['budget']} | {_best(best['quantization'])} | "
-                    f"{_best(best['GLASS'])} | {_best(best['GLASS + quantization'])} | "
+                    f"{_best(best['GLASS'])} | {_best(best['GLASS + quantization'])} | {two_level} | "
                     f"{'none' if overall is None else overall['label']} |")
     return rows
 
@@ -110,8 +111,8 @@ def render_frontier(results: Path = RESULTS) -> list[str]:
              + (f" Not measured yet: {', '.join(missing)}." if missing else ""))
     verdicts = [frontier_verdict(name, results) for name in measured]
     return ["", *textwrap.wrap(intro, 116), "",
-            "| model | budget | quantization | GLASS | GLASS + quantization | fastest |",
-            "|---|---|---|---|---|---|", *rows, "", *textwrap.wrap(" ".join(verdicts), 116)]
+            "| model | budget | quantization | GLASS | GLASS + quantization | two-level | fastest |",
+            "|---|---|---|---|---|---|---|", *rows, "", *textwrap.wrap(" ".join(verdicts), 116)]
 
 
 def frontier_verdict(name: str, results: Path = RESULTS) -> str:
@@ -120,8 +121,9 @@ def frontier_verdict(name: str, results: Path = RESULTS) -> str:
     fr = _load(results / f"{name}-frontier.json")
     title = Path(fr["model"]).name.removesuffix(".gguf")
     winners = [(h["budget"], (h["overall"] or {}).get("family", "")) for h in fr["headline"]]
-    wins = [budget for budget, family in winners if family.startswith("glass")]   # glass, glass+Q3_K_M ...
-    others = {family for _, family in winners if not family.startswith("glass")}
+    glassy = lambda family: family.startswith("glass") or family == "two-level"   # noqa: E731  glass+Q3_K_M ...
+    wins = [budget for budget, family in winners if glassy(family)]
+    others = {family for _, family in winners if not glassy(family)}
     other = "a smaller quantization of the same model" if others == {"quant"} else "another candidate"
     if not wins:
         return f"On {title} GLASS loses: within every budget measured, the fastest candidate is {other}."

@@ -477,6 +477,20 @@ def _speed_table(speed: dict, records: list[Record]) -> list[str]:
     return out
 
 
+def _two_level_section(name: str, data: dict) -> list[str]:
+    """Two-level decoding (docs/two-level.md) beside GRIFFIN, GLASS and the oracle, from its own eval run."""
+    from .two_level_table import render as render_two_level
+
+    return ["### Two-level decoding beside GRIFFIN, GLASS and the oracle", "",
+            "Each decoded token keeps the share f (per token) of the prompt's selection with the largest gate "
+            "activations; its density is the share of FFN rows a token reads, so the rows compare at equal bytes. "
+            "GLASS here: the activation prior at lambda 0.5 without warm-up. Off by default in the runtime "
+            "(GLASS_GGUF_TOKEN_FRACTION): on this CPU it decodes no faster than GLASS at the same density "
+            "(docs/two-level.md, measured speed). Reproduce: `glass-gguf eval MODEL --prior PRIOR --methods "
+            "dense,griffin,glass,two-level,oracle --densities 0.5,0.75 --lambdas 0.5 --token-fractions F "
+            f"-o docs/results/{name}-two-level.json`.", "", render_two_level(data), ""]
+
+
 def _load(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -587,6 +601,9 @@ def render(out_dir: Path, md_path: Path) -> Path:
         gap = _load(out_dir / f"{name}-gap.json")
         if gap:
             lines += _gap_table(gap)
+        two_level = _load(out_dir / f"{name}-two-level.json")
+        if two_level:
+            lines += _two_level_section(name, two_level)
         if tk:
             lines += [f"### Classification (GRIFFIN's rule, first {tk['limit']} validation items per task)", "",
                       "acc / acc_norm (log-likelihood per answer character, as lm-eval-harness). With "
