@@ -25,7 +25,7 @@ import click
 
 from . import __version__
 from .assets import MODELS
-from .cli_params import checked, list_of, number_in
+from .cli_params import checked, list_of, number_in, token_fractions_or_none
 from .convert import OUT_TYPES
 from .errors import SettingError
 from .reference import METHODS, WITH_PRIOR
@@ -763,20 +763,32 @@ def eval_cmd(model, hf, prior_files, threads, as_json, backend, prompts_file, n_
               help="write MODEL with the chosen prior and glass.lambda (convert); with --sidecar the sidecar")
 @click.option("--sidecar", is_flag=True, help="write a sidecar next to the untouched MODEL instead")
 @density_option(DEFAULT_DENSITY, "glass.density written")
+@click.option("--token-fractions", default="none", callback=token_fractions_or_none,
+              help="also score two-level decoding of the chosen setting at these shares of the selection per token "
+                   "(reported, not written: two-level is off by default; docs/two-level.md)")
 @backend_option
 def sweep(model, hf, prior_files, threads, as_json, n_prompts, densities, lambdas, gen_tokens, output, sidecar,
-          density, backend):
+          density, token_fractions, backend):
     """Choose the prior kind and lambda, then the warm-up/refresh schedule and the per-layer density split, by the
-    lowest mean KL on MT-Bench prompts the evaluation never uses."""
+    lowest mean KL on MT-Bench prompts the evaluation never uses; with --token-fractions, two-level decoding of
+    that setting beside it."""
     from .glass_file import embed_prior, write_sidecar
     from .prior_file import read_prior
     from .glass_file import sidecar_path
     from .results import sweep as run_sweep
 
+    from . import method
+
     no_overwrite([output or (sidecar_path(model) if sidecar else None)], [model, *prior_files])
+    if too_dense := [(d, f) for d in densities for f in token_fractions if method.superset_density(d, f) > 1.0]:
+        d, f = too_dense[0]
+        raise click.BadParameter(f"two-level at density {d:g} with token fraction {f:g} needs a selection denser "
+                                 "than the model: raise the token fraction or lower the densities",
+                                 param_hint="--token-fractions")
     runner, priors = _quality_setup(model, hf, prior_files, backend, threads)
     _need_priors(["glass"], priors)
-    out = run_sweep(runner, Path(model), priors, n_prompts, gen_tokens, densities, lambdas)
+    out = run_sweep(runner, Path(model), priors, n_prompts, gen_tokens, densities, lambdas,
+                    token_fractions=token_fractions)
     choice = out["choice"]
     kind = choice["prior"] or sorted(priors)[0]
     lines = [f"{str(c['prior'] or '-'):10} lambda {c['lambda']:<5g} mean KL {c['mean_kl']:.4f}"
@@ -793,6 +805,14 @@ def sweep(model, hf, prior_files, threads, as_json, n_prompts, densities, lambda
         lines += [f"layer split {c['layer_split']:<4g} mean KL {c['mean_kl']:.4f}"
                   for c in choice["layer_split"]["candidates"]]
         lines.append(f"chosen: layer split {split:g} ({'uniform density' if not split else 'per-layer density'})")
+    if "two_level" in choice:
+        two = choice["two_level"]
+        lines += [f"token fraction {c['token_fraction']:<5g} mean KL {c['mean_kl']:.4f}"
+                  + ("  (single-level GLASS)" if c["token_fraction"] == 1.0 else "") for c in two["candidates"]]
+        lines.append(f"two-level of {two['setting']}, at the same rows read per token: best token fraction "
+                     f"{two['token_fraction']:g}"
+                     + ("" if two["token_fraction"] == 1.0 else
+                        f" (off by default: GLASS_GGUF_TOKEN_FRACTION={two['token_fraction']:g}; not written)"))
     if output or sidecar:
         files = {read_prior(f).kind: f for f in prior_files}
         p = read_prior(files.get(kind, model))

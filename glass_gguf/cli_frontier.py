@@ -6,20 +6,11 @@ from pathlib import Path
 
 import click
 
-from .cli_params import checked, list_of
+from .cli_params import checked, list_of, token_fractions_or_none
 from .errors import SettingError
 from .quantize import DEFAULT_LADDER
 from .settings import check_density, check_lambda, physical_cores
 from .tune import DEFAULT_TUNE_DENSITIES, DEFAULT_TUNE_LADDER
-
-
-def _token_fractions(ctx, param, value):
-    """Two-level's token fractions: a comma-separated list of shares in (0, 1), or 'none'."""
-    from .cli_params import number_in
-
-    if value is None or value.strip().lower() in ("", "none"):
-        return ()
-    return list_of(number_in("a token fraction", 0.0, 1.0, open_interval=True), tuple)(ctx, param, value)
 
 
 def _ladder(ctx, param, value):
@@ -92,7 +83,7 @@ def _config(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir, 
 @click.option("--gen-tokens", type=click.IntRange(8), default=256, help="tokens per answer")
 @click.option("--repeats", type=click.IntRange(1), default=1, help="speed rounds per prompt")
 @click.option("--prior-tokens", type=click.IntRange(64), default=8192, help="calibration tokens of a computed prior")
-@click.option("--token-fractions", default="0.5", callback=_token_fractions,
+@click.option("--token-fractions", default="0.5", callback=token_fractions_or_none,
               help="two-level decoding on the model at every density whose selection fits: the shares of the "
                    "selection a decoded token keeps ('none': no two-level; docs/two-level.md)")
 @click.option("--no-griffin", is_flag=True, help="leave GRIFFIN out")
@@ -146,7 +137,7 @@ def frontier(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir,
 @click.option("--gen-tokens", type=click.IntRange(8), default=128, help="tokens per answer")
 @click.option("--repeats", type=click.IntRange(1), default=2, help="speed rounds per prompt")
 @click.option("--prior-tokens", type=click.IntRange(64), default=2048, help="calibration tokens of a computed prior")
-@click.option("--token-fractions", default="0.5", callback=_token_fractions,
+@click.option("--token-fractions", default="0.5", callback=token_fractions_or_none,
               help="two-level decoding compared at every density whose selection fits ('none': not measured)")
 def tune(model, source, prior_path, lam, warmup, refresh, imatrix, work_dir, threads, as_json, max_kl, min_speedup,
          output, sidecar, ladder, densities, n_prompts, gen_tokens, repeats, prior_tokens, token_fractions):

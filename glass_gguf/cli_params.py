@@ -47,3 +47,10 @@ def number_in(what: str, lo: float, hi: float, open_interval: bool = False):
             raise SettingError(f"{what} must be in {interval}, got {text}")
         return value
     return check
+
+
+def token_fractions_or_none(ctx, param, value):
+    """Two-level's token fractions (docs/two-level.md): comma-separated shares in (0, 1), or 'none' (no two-level)."""
+    if value is None or value.strip().lower() in ("", "none"):
+        return ()
+    return list_of(number_in("a token fraction", 0.0, 1.0, open_interval=True), tuple)(ctx, param, value)

@@ -485,6 +485,18 @@ def choose_layer_split(records: list[Record]) -> dict:
     return {**min(table, key=lambda t: t["mean_kl"]), "candidates": table}
 
 
+def choose_token_fraction(records: list[Record]) -> dict:
+    """Two-level's token fraction for the chosen GLASS setting (1: single-level GLASS, which competes): the lowest
+    KL averaged over the swept densities. Each density is the share of FFN rows a token reads, so every candidate
+    reads the same bytes per token (not the same time: docs/two-level.md)."""
+    by_fraction: dict[float, list[float]] = {}
+    for r in records:
+        if r.split == "all" and r.method in ("glass", "two-level"):
+            by_fraction.setdefault(r.token_fraction, []).append(r.kl)
+    table = [{"token_fraction": f, "mean_kl": float(np.mean(v))} for f, v in sorted(by_fraction.items())]
+    return {**min(table, key=lambda t: t["mean_kl"]), "candidates": table}
+
+
 def choose_lambda(records: list[Record]) -> dict:
     """The sweep's choice: the (prior kind, lambda) of the glass/static settings with the lowest KL averaged
     over the swept densities (overall split); GRIFFIN (lambda 0) competes too, prior-less."""

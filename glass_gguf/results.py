@@ -151,9 +151,11 @@ def spread(items: list, n: int | None) -> list:
 
 def sweep(backend, model_path: Path, priors, n: int, gen_tokens: int, densities=SWEEP_DENSITIES, lambdas=LAMBDAS,
           prompts: list[str] | None = None, schedules=SCHEDULES, max_dense_share: float = MAX_DENSE_SHARE,
-          layer_splits=LAYER_SPLITS) -> dict:
+          layer_splits=LAYER_SPLITS, token_fractions=()) -> dict:
     """Choose (prior kind, lambda), then the (warm-up, refresh) schedule for them, then the per-layer density
-    split under that schedule, by the lowest mean KL on prompts disjoint from the evaluation prompts."""
+    split under that schedule, by the lowest mean KL on prompts disjoint from the evaluation prompts; then, given
+    token fractions, two-level decoding of that setting against it (choice["two_level"]; off by default in the
+    runtime, so it is reported, not written)."""
     prompts = spread(prompts or datasets.mtbench_prompts("sweep"), n)
     pairs = evaluate.dense_continuations(backend, prompts, gen_tokens, continuation_cache(model_path, backend.name))
     configs = evaluate.configs_for(["griffin", "static", "glass"], densities, lambdas, sorted(priors))
@@ -174,9 +176,30 @@ def sweep(backend, model_path: Path, priors, n: int, gen_tokens: int, densities=
                    (x.warmup, x.refresh) == (w, r)]
         choice["layer_split"] = evaluate.choose_layer_split(uniform + more)
         records += more
+    if token_fractions:
+        choice["two_level"] = _sweep_two_level(backend, pairs, priors, records, choice, densities, token_fractions)
     return {"model": Path(model_path).name, "backend": backend.name, "prompts": "mt-bench sweep split",
             "n_prompts": len(pairs), "gen_tokens": gen_tokens, "choice": choice,
             "results": [r.to_json() for r in records]}
+
+
+def _sweep_two_level(backend, pairs, priors, records: list, choice: dict, densities, token_fractions) -> dict:
+    """Two-level decoding of the sweep's best GLASS setting (0 < lambda < 1; its schedule and split when the sweep
+    chose it) at every token fraction, against that setting single-level; the records join `records`."""
+    glass = [c for c in choice["candidates"] if c["prior"] is not None and 0.0 < c["lambda"] < 1.0]
+    best = min(glass, key=lambda c: c["mean_kl"])
+    kind, lam = best["prior"], best["lambda"]
+    chosen = (kind, lam) == (choice["prior"], choice["lambda"])
+    w = (choice.get("schedule") or {}).get("warmup", 0) if chosen else 0
+    r = (choice.get("schedule") or {}).get("refresh", 0) if chosen else 0
+    s = (choice.get("layer_split") or {}).get("layer_split", 0.0) if chosen else 0.0
+    two = [Config("two-level", d, lam, kind, w, r, layer_split=s, token_fraction=f)
+           for d in densities for f in token_fractions]
+    more = evaluate.summarize(evaluate.run(backend, pairs, two, priors), two, backend.name)
+    single = [x for x in records if x.method == "glass" and x.prior == kind and x.lam == lam and
+              (x.warmup, x.refresh, x.layer_split) == (w, r, s)]
+    records += more
+    return {**evaluate.choose_token_fraction(single + more), "setting": single[0].setting}
 
 
 def eval_protocol(backend, model_path: Path, priors, n: int | None, gen_tokens: int, densities=DENSITIES,

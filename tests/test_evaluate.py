@@ -130,6 +130,32 @@ def test_sweep_command_writes_the_chosen_lambda_into_the_gguf(smollm2_path, smol
         assert written.layer_scale is None
 
 
+def test_sweep_scores_two_level_of_the_chosen_setting_beside_it(smollm2_path, smollm2_hf_dir, prior_files):
+    args = ["sweep", str(smollm2_path), "--hf", str(smollm2_hf_dir), "--n-prompts", "1", "--gen-tokens", "16",
+            "--densities", "0.5", "--lambdas", "0.5", "--token-fractions", "0.5,0.75", "--json"]
+    for f in prior_files:
+        args += ["--prior", str(f)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    choice = json.loads(result.stdout)["choice"]
+    two = choice["two_level"]
+    # the sweep's best GLASS setting (with whatever schedule the sweep chose for it), whether or not GLASS won
+    assert two["setting"].startswith("glass-") and "lambda=0.5" in two["setting"]
+    # single-level GLASS (fraction 1) competes with every fraction, each reading half the FFN rows per token
+    assert [c["token_fraction"] for c in two["candidates"]] == [0.5, 0.75, 1.0]
+    assert two["mean_kl"] == min(c["mean_kl"] for c in two["candidates"])
+    assert len({round(c["mean_kl"], 6) for c in two["candidates"]}) == 3   # three different decodings
+
+
+def test_sweep_refuses_a_token_fraction_whose_selection_does_not_fit(smollm2_path, prior_files):
+    args = ["sweep", str(smollm2_path), "--densities", "0.5,0.75", "--token-fractions", "0.5",
+            "--prior", str(prior_files[0])]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "Invalid value for --token-fractions: two-level at density 0.75 with token fraction 0.5 needs a " \
+           "selection denser than the model" in result.output
+
+
 def test_eval_command_refuses_glass_without_a_prior(smollm2_path, smollm2_hf_dir):
     result = CliRunner().invoke(main, ["eval", str(smollm2_path), "--hf", str(smollm2_hf_dir), "--n-prompts", "1"])
     assert result.exit_code != 0 and "need a prior" in result.output
