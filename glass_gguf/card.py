@@ -192,11 +192,11 @@ def how_to_run(f: CardFacts) -> list[str]:
         "",
         f"    python -m llama_cpp.server --model {file}",
         "",
-        "llama.cpp's binaries (`-lv 4` shows GLASS's `glass:` log lines; `-np 1` because one selection serves one "
-        "sequence; `-fit off` until the runtime skips llama.cpp's fitting pass):",
+        "llama.cpp's binaries (`-lv 4` shows GLASS's `glass:` log lines; llama-server serves one slot, as one "
+        "selection serves one sequence; `-fit off` until the runtime skips llama.cpp's fitting pass):",
         "",
         f'    llama-completion -m {file} -fit off -no-cnv -p "The history of the printing press" -n 128',
-        f"    llama-server -m {file} -fit off -np 1 --port 8080",
+        f"    llama-server -m {file} -fit off --port 8080",
         "",
         "The environment changes the settings without code: `GLASS_GGUF=off` (dense), `GLASS_GGUF_DENSITY=0.6`, "
         "`GLASS_GGUF_LAMBDA=0.25`.",

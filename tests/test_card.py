@@ -40,7 +40,7 @@ def test_the_card_describes_the_file(glass_file):
     assert "| calibration | test:random, 100 tokens |" in body and "| stored as | tensors |" in body
     assert "Not measured by glass-gguf" in body                            # not a packaged model
     for how in ('llama_cpp.Llama(model_path="model.glass.gguf"', "python -m llama_cpp.server --model model.glass.gguf",
-                "llama-completion -m model.glass.gguf", "llama-server -m model.glass.gguf -fit off -np 1"):
+                "llama-completion -m model.glass.gguf", "llama-server -m model.glass.gguf -fit off --port 8080"):
         assert how in body
 
 

@@ -211,12 +211,14 @@ def free_port() -> int:
 class Server:
     """llama-server on a free loopback port, stopped on exit."""
 
-    def __init__(self, host_bin: Path, model: Path, parallel: int, **glass):
+    def __init__(self, host_bin: Path, model: Path, parallel: int | None, **glass):
+        """parallel None: llama-server's default (-np auto)."""
         self.port = free_port()
         self.log = open(Path(model).with_suffix(f".server-{self.port}.log"), "w")
+        slots = [] if parallel is None else ["--parallel", str(parallel)]
         self.proc = subprocess.Popen(
             [str(host_bin / "llama-server"), "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
-             "--parallel", str(parallel), "-c", str(1024 * parallel), "-t", "2", "--seed", "0", *LOG, *NO_FIT],
+             *slots, "-c", str(1024 * (parallel or 1)), "-t", "2", "--seed", "0", *LOG, *NO_FIT],
             stdout=self.log, stderr=subprocess.STDOUT, env=run_env(**glass),
         )
 
@@ -262,12 +264,35 @@ def test_server_one_slot_answers_unrelated_requests_as_a_fresh_server(host_bin, 
     assert answers[1] == alone(host_bin, glass_gguf, REQUESTS[1])
 
 
-def test_server_with_several_slots_runs_dense_and_correctly(host_bin, glass_gguf):
-    """One selection cannot serve several sequences: with --parallel 2 GLASS stays off (the log says so), and two
-    concurrent requests answer exactly as a dense server answers each alone."""
+@pytest.mark.claims_sparse
+def test_server_gives_a_glass_model_one_slot_by_default(host_bin, glass_gguf):
+    """llama-server's default is several slots (-np auto), which one selection cannot serve: for a model that runs
+    GLASS it picks one, and decodes sparse as with -np 1."""
+    with Server(host_bin, glass_gguf, parallel=None) as server:
+        answer = server.chat(REQUESTS[0])
+    log = Path(server.log.name).read_text()
+    assert "n_parallel is set to auto and the model runs GLASS: one slot" in log
+    assert sparse_count(log) == sparse_after_swap(24)
+    assert answer == alone(host_bin, glass_gguf, REQUESTS[0])
+
+
+def test_server_refuses_several_slots_for_a_glass_model_at_start_up(host_bin, glass_gguf):
+    """-np 2 with a model that runs GLASS: one line naming the flag, before the model is loaded, and exit code 1."""
+    started = time.monotonic()
+    out = subprocess.run([str(host_bin / "llama-server"), "-m", str(glass_gguf), "--port", str(free_port()),
+                          "-np", "2", *NO_FIT], capture_output=True, text=True, timeout=60, env=run_env())
+    assert out.returncode == 1
+    assert ("this model runs GLASS, and one GLASS selection serves one sequence, but -np 2 asks for 2: pass -np 1 "
+            "(the default for a GLASS model), or set GLASS_GGUF=off to serve several sequences dense") in out.stderr
+    assert "llama_model_load" not in out.stderr and time.monotonic() - started < 30
+
+
+def test_server_with_several_slots_serves_dense_when_glass_is_switched_off(host_bin, glass_gguf):
+    """GLASS_GGUF=off lets several slots serve the GLASS model dense: two concurrent requests answer exactly as a
+    dense server answers each alone, and GLASS never runs."""
     dense = [alone(host_bin, glass_gguf, content, GLASS_GGUF="off") for content in REQUESTS]
     answers: dict[int, str] = {}
-    with Server(host_bin, glass_gguf, parallel=2) as server:
+    with Server(host_bin, glass_gguf, parallel=2, GLASS_GGUF="off") as server:
         threads = [threading.Thread(target=lambda i=i: answers.__setitem__(i, server.chat(REQUESTS[i])))
                    for i in range(len(REQUESTS))]
         for t in threads:
@@ -275,7 +300,7 @@ def test_server_with_several_slots_runs_dense_and_correctly(host_bin, glass_gguf
         for t in threads:
             t.join()
     log = Path(server.log.name).read_text()
-    assert "glass: not enabled" in log and "glass: decoding sparse" not in log
+    assert "glass: enabled" not in log and "glass: decoding sparse" not in log
     assert [answers[i] for i in range(len(REQUESTS))] == dense
 
 
