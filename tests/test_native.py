@@ -97,11 +97,11 @@ NO_FIT = ("-fit", "off")
 
 
 def completion(binary: Path, model: Path, n: int = 24, runner: tuple[str, ...] = (), fit: tuple[str, ...] = NO_FIT,
-               **glass):
+               args: tuple[str, ...] = (), **glass):
     """Greedy plain completion of PROMPT without flash attention (as llama-cpp-python): (generated text, log)."""
     result = subprocess.run(
         [*runner, str(binary), "-m", str(model), "-p", PROMPT, "-n", str(n), "-no-cnv", "--temp", "0", "--seed", "0",
-         "-t", "2", "-c", "256", "-fa", "off", "--no-display-prompt", *LOG, *fit],
+         "-t", "2", "-c", "256", "-fa", "off", "--no-display-prompt", *LOG, *fit, *args],
         capture_output=True, text=True, env=run_env(**glass), timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -172,6 +172,79 @@ def test_completion_at_density_half_equals_the_python_runtime(host_bin, glass_gg
     assert_decoded_sparse(glass, exactly=sparse_after_swap(48))
     assert python_completion(glass_gguf, 48, dense=True)[0] != python_text, "the sparse tokens changed the answer"
     assert text == python_text
+
+
+# --- the --glass* flags (common/glass.cpp) ----------------------------------------------------------------------
+
+def test_glass_flags_select_what_the_variables_select(host_bin, glass_gguf, tmp_path):
+    """--glass-density 0.6 --glass-lambda 1 on the command line: the same selections, and the same text, as
+    GLASS_GGUF_DENSITY=0.6 GLASS_GGUF_LAMBDA=1; 0.6 of every layer's neurons, not the file's 0.5."""
+    by_flags, by_env = tmp_path / "flags.txt", tmp_path / "env.txt"
+    swap_now = dict(GLASS_GGUF_SWAP_AFTER="0")
+    text, log = completion(host_bin / "llama-completion", glass_gguf, n=8,
+                           args=("--glass-density", "0.6", "--glass-lambda", "1"),
+                           **swap_now, **{DUMP_SELECTION: str(by_flags)})
+    env_text, _ = completion(host_bin / "llama-completion", glass_gguf, n=8, GLASS_GGUF_DENSITY="0.6",
+                             GLASS_GGUF_LAMBDA="1", **swap_now, **{DUMP_SELECTION: str(by_env)})
+    assert "glass: on (density 0.600, lambda 1.000, auto mode)" in log
+    chosen = read_selection(by_flags)
+    assert chosen == read_selection(by_env) and text == env_text
+    n_ff = gguf_model_info(glass_gguf).n_ff
+    sizes = [len(s) / n_ff[il] for il, s in chosen.items() if s is not None]
+    assert sizes and all(0.58 < x < 0.62 for x in sizes)
+
+
+def test_glass_off_flag_runs_a_glass_model_dense(host_bin, glass_gguf):
+    text, log = completion(host_bin / "llama-completion", glass_gguf, args=("--glass", "off"))
+    assert "glass: decoding sparse" not in log
+    assert text == completion(host_bin / "llama-completion", glass_gguf, GLASS_GGUF="off")[0]
+
+
+@pytest.mark.claims_sparse
+def test_glass_on_flag_runs_griffin_on_a_stock_model(host_bin, smollm2_path):
+    _, log = completion(host_bin / "llama-completion", smollm2_path, args=("--glass", "on"))
+    assert "glass: on (density 0.500, lambda 0.000, auto mode)" in log
+    assert sparse_count(log) == sparse_after_swap(24)
+
+
+BAD_SETTINGS = [
+    (("--glass-density", "2"), {}, 'error while handling argument "--glass-density": \'2\' is not a number in (0, 1]'),
+    (("--glass-lambda", "half"), {}, 'error while handling argument "--glass-lambda": \'half\' is not a number in [0, 1]'),
+    (("--glass-refresh", "1"), {}, 'error while handling argument "--glass-refresh": \'1\' is not 0 (off) or a period '
+                                   "of at least 2 tokens"),
+    (("--glass", "maybe"), {}, 'error while handling argument "--glass": \'maybe\' is not one of on, off'),
+    ((), {"GLASS_GGUF_DENSITY": "nan"}, 'error while handling environment variable "GLASS_GGUF_DENSITY": \'nan\' is not a '
+                                       "number in (0, 1]"),
+    ((), {"GLASS_GGUF_TOKEN_FRACTION": "0"}, 'error while handling environment variable "GLASS_GGUF_TOKEN_FRACTION": '
+                                            "'0' is not a number in (0, 1]"),
+]
+
+
+@pytest.mark.parametrize("tool", ["llama-completion", "llama-server"])
+@pytest.mark.parametrize("args,env,line", BAD_SETTINGS, ids=lambda x: " ".join(x) if isinstance(x, tuple) else None)
+def test_bad_glass_settings_stop_the_tool_at_start_up_naming_the_flag(host_bin, glass_gguf, tool, args, env, line):
+    extra = ("-no-cnv", "-n", "4", "-p", "x") if tool == "llama-completion" else ("--port", str(free_port()))
+    out = subprocess.run([str(host_bin / tool), "-m", str(glass_gguf), *args, *NO_FIT, *extra],
+                         capture_output=True, text=True, timeout=60, env=run_env(**env))
+    assert out.returncode != 0 and line in out.stderr, out.stderr[-2000:]
+    assert "llama_model_load" not in out.stderr and "load_tensors" not in out.stderr   # before the model is read
+
+
+def test_a_prior_for_another_model_stops_the_tool_at_start_up(host_bin, glass_gguf, tmp_path):
+    """GLASS_GGUF_PRIOR names a prior computed for another model: libllama refuses it, and the tool stops instead
+    of running the GLASS model dense."""
+    from glass_gguf.prior_file import write_prior
+    from synthetic import random_prior, tiny_gguf
+
+    other = tiny_gguf(tmp_path / "other.gguf", n_layer=3, n_ff=96)
+    prior = write_prior(tmp_path / "other-prior.gguf", random_prior(gguf_model_info(other)))
+    out = subprocess.run([str(host_bin / "llama-completion"), "-m", str(glass_gguf), "-p", "x", "-n", "4", "-no-cnv",
+                          *NO_FIT], capture_output=True, text=True, timeout=120, env=run_env(GLASS_GGUF_PRIOR=str(prior)))
+    assert out.returncode != 0
+    assert "glass: sidecar prior refused: " in out.stderr, out.stderr[-2000:]
+    assert "the prior is for llama 3x64x96, this model is llama 30x576x1536" in out.stderr
+    assert ("asks for GLASS and libllama did not switch it on (libllama's glass: line above says why); --glass off "
+            "runs it dense") in out.stderr
 
 
 # --- llama-bench -------------------------------------------------------------------------------------------------
