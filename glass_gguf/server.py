@@ -1,4 +1,5 @@
-"""llama-cpp-python's OpenAI-compatible server as a client sees it: start it on loopback, send chat requests.
+"""llama-cpp-python's OpenAI-compatible server, or llama.cpp's llama-server, as a client sees it: start it on
+loopback, send chat requests.
 
     with llama_cpp_server("model.glass.gguf", log_path="server.log") as server:
         print(chat(server.url, [{"role": "user", "content": "Why is the sky blue?"}], max_tokens=64))
@@ -32,7 +33,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, log_path: Path, timeout_s: float) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen, log_path: Path, timeout_s: float, name: str) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout_s
@@ -45,7 +46,7 @@ def _wait_ready(url: str, proc: subprocess.Popen, log_path: Path, timeout_s: flo
         except httpx.HTTPError:
             time.sleep(0.25)
     tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
-    raise ServerError(f"llama_cpp.server did not start within {timeout_s:.0f} s:\n{tail}")
+    raise ServerError(f"{name} did not start within {timeout_s:.0f} s:\n{tail}")
 
 
 @contextlib.contextmanager
@@ -58,10 +59,29 @@ def llama_cpp_server(model_path, *, log_path, n_ctx: int = 2048, threads: int = 
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch",
            str(threads), "--verbose", "true", *extra_args]
+    with _running(cmd, url, Path(log_path), env, timeout_s, "llama_cpp.server") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def llama_server(binary, model_path, *, log_path, n_ctx: int = 2048, threads: int = 2, env: dict | None = None,
+                 extra_args: tuple[str, ...] = (), timeout_s: float = 120.0):
+    """llama.cpp's own `llama-server` (glass-gguf build-native) on a free loopback port, with its default slots (one
+    for a model that runs GLASS, patch 0013); yields Server(url, pid) and stops it afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [str(binary), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port), "-c", str(n_ctx),
+           "-t", str(threads), "--seed", "0", "-fit", "off", "-lv", "4", *extra_args]
+    with _running(cmd, url, Path(log_path), env, timeout_s, "llama-server") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _running(cmd: list[str], url: str, log_path: Path, env: dict | None, timeout_s: float, name: str):
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
-        _wait_ready(url, proc, log_path, timeout_s)
+        _wait_ready(url, proc, log_path, timeout_s, name)
         yield Server(url, proc.pid)
     finally:
         proc.terminate()

@@ -1,4 +1,5 @@
-"""Soak benchmark: many chat requests to llama-cpp-python's server over loopback, as real clients send them.
+"""Soak benchmark: many chat requests to llama-cpp-python's server, or to llama.cpp's llama-server, over loopback,
+as real clients send them.
 
 Unrelated questions are mixed with two-turn conversations (MT-Bench's own second turns). Two things are measured:
 how much the server's memory grows after warm-up, and how many answers differ from the answer a fresh context
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .server import chat, llama_cpp_server, rss_mb
+from .server import chat, llama_cpp_server, llama_server, rss_mb
 from .settings import physical_cores
 
 
@@ -46,8 +47,17 @@ def fresh_answer(model_path, messages: list[dict], n_ctx: int, threads: int, max
         llm.close()
 
 
+def fresh_server_answer(binary, model_path, messages: list[dict], n_ctx: int, threads: int, max_tokens: int,
+                        log_path) -> str:
+    """What a brand-new llama-server process answers to these messages."""
+    with llama_server(binary, model_path, log_path=log_path, n_ctx=n_ctx, threads=threads) as server:
+        return chat(server.url, messages, max_tokens=max_tokens)
+
+
 def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: int = 2048, threads: int = 2,
-             warmup: int = 30, log_path="soak-server.log", progress=None) -> dict:
+             warmup: int = 30, log_path="soak-server.log", progress=None, server_binary=None) -> dict:
+    """server_binary: llama.cpp's llama-server to soak (None: llama_cpp.server); every answer is compared with a
+    fresh context's (llama_cpp.server: a new Llama from the server's own settings; llama-server: a new process)."""
     from .datasets import mtbench_questions
 
     questions = mtbench_questions()
@@ -57,7 +67,9 @@ def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: 
     answers: list[str] = []
     last_answer: dict[int, str] = {}
     t0 = time.monotonic()
-    with llama_cpp_server(model_path, log_path=log_path, n_ctx=n_ctx, threads=threads) as server:
+    serve = (llama_cpp_server if server_binary is None else
+             lambda *a, **kw: llama_server(server_binary, *a, **kw))
+    with serve(model_path, log_path=log_path, n_ctx=n_ctx, threads=threads) as server:
         url, pid = server
         rss_start = rss_mb(pid)
         rss_warm = rss_start
@@ -77,13 +89,17 @@ def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: 
         rss_end = rss_mb(pid)
 
     differ = []
+    fresh_log = Path(log_path).with_suffix(".fresh.log")
     for n, (messages, answer) in enumerate(zip(asked, answers), 1):
-        if fresh_answer(model_path, messages, n_ctx, threads, max_tokens) != answer:
+        fresh = (fresh_answer(model_path, messages, n_ctx, threads, max_tokens) if server_binary is None else
+                 fresh_server_answer(server_binary, model_path, messages, n_ctx, threads, max_tokens, fresh_log))
+        if fresh != answer:
             differ.append(n)
         if n % 10 == 0 or n == len(asked):
             progress(f"fresh contexts: {n}/{len(asked)} answers compared, {len(differ)} differ")
     return {
-        "model": str(model_path), "requests": len(plan), "two_turn_requests": sum(t for _, t in plan),
+        "model": str(model_path), "server": "llama_cpp.server" if server_binary is None else "llama-server",
+        "requests": len(plan), "two_turn_requests": sum(t for _, t in plan),
         "max_tokens": max_tokens, "n_ctx": n_ctx, "threads": threads, "warmup_requests": warmup,
         "rss_start_mb": round(rss_start, 1), "rss_after_warmup_mb": round(rss_warm, 1),
         "rss_end_mb": round(rss_end, 1), "rss_growth_after_warmup_pct": round(100 * (rss_end / rss_warm - 1), 2),
@@ -113,15 +129,23 @@ def _renamed(new: str):
 @click.option("--warmup", hidden=True, expose_value=False, callback=_renamed("--warmup-requests (requests; "
               "--warmup elsewhere means generated tokens decoded dense)"))
 @click.option("--log", hidden=True, expose_value=False, callback=_renamed("-o/--output"))
+@click.option("--server", type=click.Choice(["llama_cpp.server", "llama-server"]), default="llama_cpp.server",
+              show_default=True, help="llama-cpp-python's server, or llama.cpp's llama-server (built as build-native "
+                                      "does, if it is not yet)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object to stdout")
-def soak_command(model, n_requests, gen_tokens, n_ctx, threads, warmup_requests, log_path, as_json):
-    """Soak llama_cpp.server with GLASS: RSS growth after warm-up and answers that differ from a fresh context's."""
+def soak_command(model, n_requests, gen_tokens, n_ctx, threads, warmup_requests, log_path, server, as_json):
+    """Soak a server with GLASS: RSS growth after warm-up and answers that differ from a fresh context's."""
     from .atomic import check_writable
 
     check_writable(log_path)
+    binary = None
+    if server == "llama-server":
+        from .native import native_binaries
+
+        binary = native_binaries("host", only=("llama-server",)) / "llama-server"
     result = run_soak(model, n_requests=n_requests, max_tokens=gen_tokens, n_ctx=n_ctx, threads=threads,
                       warmup=min(warmup_requests, n_requests), log_path=log_path,
-                      progress=lambda msg: click.echo(msg, err=True))
+                      progress=lambda msg: click.echo(msg, err=True), server_binary=binary)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
