@@ -167,6 +167,25 @@ def test_docs_frontier_md_shows_the_table_rendered_from_the_committed_json(path)
     assert doc_block(DOC.read_text(), path.name.removesuffix("-frontier.json")) == render_markdown(result)
 
 
+TWO_LEVEL = sorted((REPO / "docs" / "results").glob("*-frontier-two-level.json"))
+
+
+@pytest.mark.parametrize("path", TWO_LEVEL, ids=lambda p: p.name)
+def test_the_two_level_frontiers_are_rendered_and_complete(path):
+    result = json.loads(path.read_text())
+    key = path.name.removesuffix("-frontier-two-level.json") + "-two-level"
+    assert doc_block(DOC.read_text(), key) == render_markdown(result)
+    rows = [r for r in result["candidates"] if r["family"] == "two-level"]
+    assert rows and all(0 < r["token_fraction"] < 1 for r in rows)
+    assert {r["density"] for r in rows} <= {r["density"] for r in result["candidates"] if r["family"] == "glass"}
+    assert path.with_suffix(".png").exists()
+
+
+def test_both_small_models_have_a_two_level_frontier():
+    assert {p.name for p in TWO_LEVEL} == {"smollm2-135m-frontier-two-level.json",
+                                           "qwen2.5-coder-0.5b-frontier-two-level.json"}
+
+
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
 def test_the_committed_result_is_complete(path):
     result = json.loads(path.read_text())
