@@ -377,6 +377,20 @@ def test_server_with_several_slots_serves_dense_when_glass_is_switched_off(host_
     assert [answers[i] for i in range(len(REQUESTS))] == dense
 
 
+@pytest.mark.claims_sparse
+def test_soak_of_llama_server_answers_as_fresh_servers(host_bin, glass_gguf, tmp_path):
+    """The soak benchmark against llama.cpp's server (small here; `glass-gguf soak --server llama-server` runs 300):
+    every answer, a second turn included, equals a fresh llama-server process's, GLASS decoding sparse."""
+    from glass_gguf.soak import run_soak
+
+    log = tmp_path / "soak.log"
+    result = run_soak(glass_gguf, n_requests=4, max_tokens=24, n_ctx=1024, warmup=1, log_path=log,
+                      server_binary=host_bin / "llama-server")
+    assert result["server"] == "llama-server" and result["requests"] == 4 and result["two_turn_requests"] == 1
+    assert result["answers_differing_from_fresh"] == 0
+    assert sparse_count(log.read_text()) > 0   # the last answer's sparse tokens, counted when the server stops
+
+
 # --- aarch64 under qemu ------------------------------------------------------------------------------------------
 
 def qemu() -> tuple[str, ...]:
