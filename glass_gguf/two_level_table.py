@@ -81,9 +81,14 @@ def render_runtime(data: dict) -> str:
     return "\n".join(out)
 
 
+def quality_files(results: Path = RESULTS) -> list[Path]:
+    """The eval results NAME-two-level.json (not the frontier runs NAME-frontier-two-level.json, docs/frontier.md)."""
+    return sorted(p for p in results.glob("*-two-level.json") if not p.name.endswith("-frontier-two-level.json"))
+
+
 def render_doc(doc: Path = DOC, results: Path = RESULTS) -> str:
     text = doc.read_text()
-    for path in sorted(results.glob("*-two-level.json")):
+    for path in quality_files(results):
         name = path.name.removesuffix("-two-level.json")
         text = replace_block(text, f"two-level:{name}", render(json.loads(path.read_text())))
     for path in sorted(results.glob("*-two-level-runtime.json")):

@@ -25,7 +25,7 @@ def test_each_setting_is_set_against_the_oracle_and_glass_at_the_same_density():
                                                             "oracle"]
 
 
-@pytest.mark.parametrize("path", sorted(two_level_table.RESULTS.glob("*-two-level.json")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", two_level_table.quality_files(), ids=lambda p: p.name)
 def test_the_committed_doc_matches_its_results(path):
     name = path.name.removesuffix("-two-level.json")
     text = two_level_table.DOC.read_text()
