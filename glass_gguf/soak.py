@@ -3,7 +3,11 @@ as real clients send them.
 
 Unrelated questions are mixed with two-turn conversations (MT-Bench's own second turns). Two things are measured:
 how much the server's memory grows after warm-up, and how many answers differ from the answer a fresh context
-gives to the same messages (the runtime's lifecycle rule says: none, whatever was asked before).
+gives to the same conversation (the runtime's lifecycle rule says: none, whatever was asked before).
+
+A second turn asked right after its first keeps the first turn's prompt in the KV cache and reads the rest as a
+second batch; llama.cpp's attention rounds a split prompt differently from a whole one, dense decoding included, so
+the fresh context is then asked the first turn too: it holds the cache a conversation leaves, nothing else.
 """
 from __future__ import annotations
 
@@ -31,9 +35,10 @@ def request_plan(questions: list[dict], n_requests: int) -> list[tuple[int, int]
     return plan
 
 
-def fresh_answer(model_path, messages: list[dict], n_ctx: int, threads: int, max_tokens: int) -> str:
-    """What a brand-new context answers to these messages, built by the server's own loader from the same settings
-    (llama_cpp.server defaults to logits_all=True, which changes the numerics of the last layer), greedy."""
+def fresh_answer(model_path, requests: list[list[dict]], n_ctx: int, threads: int, max_tokens: int) -> str:
+    """What a brand-new context answers to the last of these requests, asked in order, built by the server's own
+    loader from the same settings (llama_cpp.server defaults to logits_all=True, which changes the numerics of the
+    last layer), greedy."""
     from llama_cpp.server.model import LlamaProxy
     from llama_cpp.server.settings import ModelSettings
 
@@ -41,17 +46,27 @@ def fresh_answer(model_path, messages: list[dict], n_ctx: int, threads: int, max
                              verbose=False)
     llm = LlamaProxy.load_llama_from_model_settings(settings)
     try:
-        out = llm.create_chat_completion(messages, temperature=0.0, max_tokens=max_tokens, seed=0)
+        for messages in requests:
+            out = llm.create_chat_completion(messages, temperature=0.0, max_tokens=max_tokens, seed=0)
         return out["choices"][0]["message"]["content"]
     finally:
         llm.close()
 
 
-def fresh_server_answer(binary, model_path, messages: list[dict], n_ctx: int, threads: int, max_tokens: int,
+def fresh_server_answer(binary, model_path, requests: list[list[dict]], n_ctx: int, threads: int, max_tokens: int,
                         log_path) -> str:
-    """What a brand-new llama-server process answers to these messages."""
+    """What a brand-new llama-server process answers to the last of these requests, asked in order."""
     with llama_server(binary, model_path, log_path=log_path, n_ctx=n_ctx, threads=threads) as server:
-        return chat(server.url, messages, max_tokens=max_tokens)
+        return [chat(server.url, messages, max_tokens=max_tokens) for messages in requests][-1]
+
+
+def conversation_so_far(plan: list[tuple[int, int]], asked: list[list[dict]], n: int) -> list[list[dict]]:
+    """The requests a fresh context is asked to reproduce request n (0-based): its conversation's first turn too
+    when the server answered that turn just before, so both hold the same KV cache."""
+    q, turn = plan[n]
+    if turn == 1 and n > 0 and plan[n - 1] == (q, 0):
+        return [asked[n - 1], asked[n]]
+    return [asked[n]]
 
 
 def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: int = 2048, threads: int = 2,
@@ -90,9 +105,10 @@ def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: 
 
     differ = []
     fresh_log = Path(log_path).with_suffix(".fresh.log")
-    for n, (messages, answer) in enumerate(zip(asked, answers), 1):
-        fresh = (fresh_answer(model_path, messages, n_ctx, threads, max_tokens) if server_binary is None else
-                 fresh_server_answer(server_binary, model_path, messages, n_ctx, threads, max_tokens, fresh_log))
+    for n, answer in enumerate(answers, 1):
+        requests = conversation_so_far(plan, asked, n - 1)
+        fresh = (fresh_answer(model_path, requests, n_ctx, threads, max_tokens) if server_binary is None else
+                 fresh_server_answer(server_binary, model_path, requests, n_ctx, threads, max_tokens, fresh_log))
         if fresh != answer:
             differ.append(n)
         if n % 10 == 0 or n == len(asked):
