@@ -102,6 +102,7 @@ def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: 
             if n % 10 == 0 or n == len(plan):
                 progress(f"server: {n}/{len(plan)} requests, RSS {rss_mb(pid):.0f} MB, {time.monotonic() - t0:.0f} s")
         rss_end = rss_mb(pid)
+    selections = Path(log_path).read_text(errors="replace").count("glass: decoding sparse")
 
     differ = []
     fresh_log = Path(log_path).with_suffix(".fresh.log")
@@ -120,7 +121,7 @@ def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: 
         "rss_start_mb": round(rss_start, 1), "rss_after_warmup_mb": round(rss_warm, 1),
         "rss_end_mb": round(rss_end, 1), "rss_growth_after_warmup_pct": round(100 * (rss_end / rss_warm - 1), 2),
         "answers_differing_from_fresh": len(differ), "differing_requests": differ,
-        "seconds": round(time.monotonic() - t0, 1),
+        "sparse_selections": selections, "seconds": round(time.monotonic() - t0, 1),
     }
 
 

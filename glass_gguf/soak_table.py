@@ -1,0 +1,37 @@
+"""The soak table of docs/deploying.md, rendered from docs/results/*-soak-*.json (`glass-gguf soak --json`).
+
+    python -m glass_gguf.soak_table [docs/deploying.md]
+
+replaces the block between `<!-- soak begin -->` and `<!-- soak end -->`.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .doc_blocks import replace_block
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
+DOC = RESULTS.parent / "deploying.md"
+
+
+def render(results: Path = RESULTS) -> str:
+    out = ["| model | server | requests (second turns) | tokens per answer | answers sparse | "
+           "answers differing from a fresh server's | RSS after warm-up / at the end MB | growth | minutes |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for path in sorted(results.glob("*-soak-*.json")):
+        r = json.loads(path.read_text())
+        out.append(f"| {Path(r['model']).name} | {r['server']} | {r['requests']} ({r['two_turn_requests']}) | "
+                   f"{r['max_tokens']} | {r['sparse_selections']} | {r['answers_differing_from_fresh']} | "
+                   f"{r['rss_after_warmup_mb']:.0f} / {r['rss_end_mb']:.0f} | "
+                   f"{r['rss_growth_after_warmup_pct']:+.1f}% | {r['seconds'] / 60:.0f} |")
+    return "\n".join(out)
+
+
+def update(doc: Path = DOC, results: Path = RESULTS) -> None:
+    doc.write_text(replace_block(doc.read_text(), "soak", render(results)))
+
+
+if __name__ == "__main__":
+    update(Path(sys.argv[1]) if len(sys.argv) > 1 else DOC)
