@@ -1,8 +1,8 @@
 """GLASS on a llama_cpp.Llama: the user-facing layer over runtime.GlassSession.
 
-A GLASS GGUF (made by `glass-gguf convert`) needs none of this: the patched library enables GLASS on every context
-it creates for such a file, with its glass.density and glass.lambda, under plain llama_cpp.Llama and under
-`python -m llama_cpp.server`. Environment variables change that without code:
+A GLASS GGUF (made by `glass-gguf convert`) needs none of this: the patched llama-cpp-python switches GLASS on for
+such a file when a Llama is made (llama_cpp/glass_policy.py), with its glass.density and glass.lambda, under plain
+llama_cpp.Llama and under `python -m llama_cpp.server`. Environment variables change that without code:
 
     GLASS_GGUF=off                    dense, even for a GLASS GGUF
     GLASS_GGUF=on                     GLASS for a stock GGUF too (GRIFFIN, lambda 0, unless a prior is set)

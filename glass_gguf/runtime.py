@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-EXPECTED_API_VERSION = 6
+EXPECTED_API_VERSION = 7
 
 FIX_HINT = (
     "install glass-gguf's patched build: `python3 tools/build_llama_cpp_python.py` from the glass-gguf "
@@ -178,17 +178,21 @@ class GlassSession:
         self._call("llama_glass_finalize")
 
     def resolve_params(self, density: float | None = None, lam: float | None = None) -> dict:
-        """The settings the runtime itself would use: the given file values (None: the GGUF's glass.* keys, else
-        density 0.5 and lambda 0.5 with a prior, 0 without), then GLASS_GGUF_DENSITY/LAMBDA/MODE. "switch" is
-        "off", "on" or None for GLASS_GGUF. A bad value raises GlassError with the runtime's one-line reason."""
+        """The settings a plain Llama would use: the given file values (None: the GGUF's glass.* keys, else density
+        0.5 and lambda 0.5 with a prior, 0 without, from libllama), under GLASS_GGUF_DENSITY/LAMBDA/MODE (read by
+        llama-cpp-python's llama_cpp/glass_policy.py). "switch" is "off", "on" or None for GLASS_GGUF. A bad
+        variable raises ValueError naming it, a refused value GlassError with the runtime's one-line reason."""
+        from llama_cpp.glass_policy import settings_from_env
+
+        env = settings_from_env()
         d = ctypes.c_float(float("nan") if density is None else density)
         l_ = ctypes.c_float(float("nan") if lam is None else lam)
-        mode, switch = ctypes.c_int32(), ctypes.c_int32()
+        mode, carries_prior = ctypes.c_int32(), ctypes.c_int32()
         self._call("llama_glass_resolve_params", ctypes.byref(d), ctypes.byref(l_), ctypes.byref(mode),
-                   ctypes.byref(switch))
+                   ctypes.byref(carries_prior))
         names = {v: k for k, v in MODES.items()}
-        return {"density": d.value, "lambda": l_.value, "mode": names[mode.value],
-                "switch": {-1: "off", 1: "on"}.get(switch.value)}
+        return {"density": env.get("density", d.value), "lambda": env.get("lambda", l_.value),
+                "mode": env.get("mode", names[mode.value]), "switch": env.get("switch")}
 
     def set_prompt_end(self, end: int) -> None:
         """Auto mode: positions below `end` are prompt (collected densely however they are batched), the rest is the

@@ -186,7 +186,7 @@ def test_glass_flags_select_what_the_variables_select(host_bin, glass_gguf, tmp_
                            **swap_now, **{DUMP_SELECTION: str(by_flags)})
     env_text, _ = completion(host_bin / "llama-completion", glass_gguf, n=8, GLASS_GGUF_DENSITY="0.6",
                              GLASS_GGUF_LAMBDA="1", **swap_now, **{DUMP_SELECTION: str(by_env)})
-    assert "glass: on (density 0.600, lambda 1.000, auto mode)" in log
+    assert "glass: enabled (density 0.600, lambda 1.000, auto mode)" in log
     chosen = read_selection(by_flags)
     assert chosen == read_selection(by_env) and text == env_text
     n_ff = gguf_model_info(glass_gguf).n_ff
@@ -203,7 +203,7 @@ def test_glass_off_flag_runs_a_glass_model_dense(host_bin, glass_gguf):
 @pytest.mark.claims_sparse
 def test_glass_on_flag_runs_griffin_on_a_stock_model(host_bin, smollm2_path):
     _, log = completion(host_bin / "llama-completion", smollm2_path, args=("--glass", "on"))
-    assert "glass: on (density 0.500, lambda 0.000, auto mode)" in log
+    assert "glass: enabled (density 0.500, lambda 0.000, auto mode, no prior: GRIFFIN)" in log
     assert sparse_count(log) == sparse_after_swap(24)
 
 
@@ -231,8 +231,8 @@ def test_bad_glass_settings_stop_the_tool_at_start_up_naming_the_flag(host_bin, 
 
 
 def test_a_prior_for_another_model_stops_the_tool_at_start_up(host_bin, glass_gguf, tmp_path):
-    """GLASS_GGUF_PRIOR names a prior computed for another model: libllama refuses it, and the tool stops instead
-    of running the GLASS model dense."""
+    """GLASS_GGUF_PRIOR names a prior computed for another model: libllama's loader refuses it, and the tool stops
+    instead of running the GLASS model dense."""
     from glass_gguf.prior_file import write_prior
     from synthetic import random_prior, tiny_gguf
 
@@ -243,8 +243,8 @@ def test_a_prior_for_another_model_stops_the_tool_at_start_up(host_bin, glass_gg
     assert out.returncode != 0
     assert "glass: sidecar prior refused: " in out.stderr, out.stderr[-2000:]
     assert "the prior is for llama 3x64x96, this model is llama 30x576x1536" in out.stderr
-    assert ("asks for GLASS and libllama did not switch it on (libllama's glass: line above says why); --glass off "
-            "runs it dense") in out.stderr
+    assert f"glass: {glass_gguf} asks for GLASS and cannot have it: sidecar prior refused: " in out.stderr
+    assert "; --glass off runs it dense" in out.stderr
 
 
 # --- llama-bench -------------------------------------------------------------------------------------------------

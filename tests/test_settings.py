@@ -1,4 +1,6 @@
 """The one place density, lambda and the thread count are checked and defaulted."""
+import re
+
 import pytest
 
 from glass_gguf import settings
@@ -44,3 +46,24 @@ CPUINFO_2_CORES_4_THREADS = "".join(
 def test_physical_cores_count_smt_siblings_once():
     assert settings.physical_cores(CPUINFO_2_CORES_4_THREADS) == min(2, settings.physical_cores(""))
     assert settings.physical_cores("") >= 1          # nothing known: the CPUs this process may use
+
+
+def test_llama_cpp_python_reads_the_glass_variables_as_the_tools_read_their_flags():
+    from llama_cpp.glass_policy import settings_from_env
+
+    assert settings_from_env({}) == {}
+    assert settings_from_env({"GLASS_GGUF": "on", "GLASS_GGUF_DENSITY": "1e-1", "GLASS_GGUF_LAMBDA": "0",
+                              "GLASS_GGUF_MODE": "manual", "GLASS_GGUF_WARMUP": "8", "GLASS_GGUF_REFRESH": "0",
+                              "GLASS_GGUF_TOKEN_FRACTION": "0.5"}) == {
+        "switch": "on", "density": pytest.approx(0.1), "lambda": 0.0, "mode": "manual", "warmup": 8, "refresh": 0,
+        "token_fraction": 0.5}
+    for name, bad, reason in (("GLASS_GGUF_DENSITY", "2", r"not a number in \(0, 1\]"),
+                              ("GLASS_GGUF_DENSITY", "1e-46", r"not a number in \(0, 1\]"),
+                              ("GLASS_GGUF_LAMBDA", "nan", r"not a number in \[0, 1\]"),
+                              ("GLASS_GGUF_TOKEN_FRACTION", "0x1p-1", r"not a number in \(0, 1\]"),
+                              ("GLASS_GGUF_REFRESH", "1", "not 0 \\(off\\) or a period of at least 2 tokens"),
+                              ("GLASS_GGUF_WARMUP", "-3", "not a count of tokens >= 0"),
+                              ("GLASS_GGUF_MODE", "lazy", "not one of auto, manual"),
+                              ("GLASS_GGUF", "yes", "not one of off, on, 0, 1")):
+        with pytest.raises(ValueError, match=f"^{name}={re.escape(bad)} is {reason}"):
+            settings_from_env({name: bad})
