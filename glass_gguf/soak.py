@@ -69,6 +69,21 @@ def conversation_so_far(plan: list[tuple[int, int]], asked: list[list[dict]], n:
     return [asked[n]]
 
 
+def prompt_cache_mb(log_text: str, n_requests: int) -> float:
+    """llama-server's RAM prompt cache (`--cache-ram`, 8 GiB by default) while it served request n_requests: the
+    size its log reported when that request started (it saves the previous request's state then). 0 for a server
+    without one (llama_cpp.server)."""
+    size, started = 0.0, 0
+    for line in log_text.splitlines():
+        if "new prompt, n_ctx_slot" in line:
+            started += 1
+            if started == n_requests:
+                break
+        elif "cache state:" in line:
+            size = float(line.split("prompts, ")[1].split(" MiB")[0])
+    return size
+
+
 def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: int = 2048, threads: int = 2,
              warmup: int = 30, log_path="soak-server.log", progress=None, server_binary=None) -> dict:
     """server_binary: llama.cpp's llama-server to soak (None: llama_cpp.server); every answer is compared with a
@@ -102,7 +117,9 @@ def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: 
             if n % 10 == 0 or n == len(plan):
                 progress(f"server: {n}/{len(plan)} requests, RSS {rss_mb(pid):.0f} MB, {time.monotonic() - t0:.0f} s")
         rss_end = rss_mb(pid)
-    selections = Path(log_path).read_text(errors="replace").count("glass: decoding sparse")
+    log_text = Path(log_path).read_text(errors="replace")
+    selections = log_text.count("glass: decoding sparse")
+    cache_warm, cache_end = prompt_cache_mb(log_text, min(warmup, len(plan))), prompt_cache_mb(log_text, len(plan))
 
     differ = []
     fresh_log = Path(log_path).with_suffix(".fresh.log")
@@ -120,6 +137,9 @@ def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: 
         "max_tokens": max_tokens, "n_ctx": n_ctx, "threads": threads, "warmup_requests": warmup,
         "rss_start_mb": round(rss_start, 1), "rss_after_warmup_mb": round(rss_warm, 1),
         "rss_end_mb": round(rss_end, 1), "rss_growth_after_warmup_pct": round(100 * (rss_end / rss_warm - 1), 2),
+        "prompt_cache_after_warmup_mb": cache_warm, "prompt_cache_end_mb": cache_end,
+        "rss_growth_after_warmup_without_prompt_cache_pct":
+            round(100 * ((rss_end - cache_end) / (rss_warm - cache_warm) - 1), 2),
         "answers_differing_from_fresh": len(differ), "differing_requests": differ,
         "sparse_selections": selections, "seconds": round(time.monotonic() - t0, 1),
     }

@@ -18,14 +18,17 @@ DOC = RESULTS.parent / "deploying.md"
 
 def render(results: Path = RESULTS) -> str:
     out = ["| model | server | requests (second turns) | tokens per answer | answers sparse | "
-           "answers differing from a fresh server's | RSS after warm-up / at the end MB | growth | minutes |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "answers differing from a fresh server's | RSS after warm-up / at the end MB | growth | "
+           "of which the server's prompt cache, MB | growth without it | minutes |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for path in sorted(results.glob("*-soak-*.json")):
         r = json.loads(path.read_text())
         out.append(f"| {Path(r['model']).name} | {r['server']} | {r['requests']} ({r['two_turn_requests']}) | "
                    f"{r['max_tokens']} | {r['sparse_selections']} | {r['answers_differing_from_fresh']} | "
                    f"{r['rss_after_warmup_mb']:.0f} / {r['rss_end_mb']:.0f} | "
-                   f"{r['rss_growth_after_warmup_pct']:+.1f}% | {r['seconds'] / 60:.0f} |")
+                   f"{r['rss_growth_after_warmup_pct']:+.1f}% | "
+                   f"{r['prompt_cache_after_warmup_mb']:.0f} / {r['prompt_cache_end_mb']:.0f} | "
+                   f"{r['rss_growth_after_warmup_without_prompt_cache_pct']:+.1f}% | {r['seconds'] / 60:.0f} |")
     return "\n".join(out)
 
 

@@ -2,7 +2,7 @@
 llama-server in tests/test_native.py)."""
 import json
 
-from glass_gguf.soak import conversation_so_far, request_plan
+from glass_gguf.soak import conversation_so_far, prompt_cache_mb, request_plan
 
 QUESTIONS = [{"turns": [f"q{i} first", f"q{i} second"]} for i in range(4)]
 
@@ -33,11 +33,30 @@ def test_the_soak_table_renders_each_results_file(tmp_path):
 
     result = {"model": "/m/smollm2.glass.gguf", "server": "llama-server", "requests": 300, "two_turn_requests": 75,
               "max_tokens": 48, "rss_after_warmup_mb": 150.2, "rss_end_mb": 152.9, "rss_growth_after_warmup_pct": 1.8,
-              "answers_differing_from_fresh": 0, "sparse_selections": 300, "seconds": 1500.0}
+              "answers_differing_from_fresh": 0, "sparse_selections": 300, "seconds": 1500.0,
+              "prompt_cache_after_warmup_mb": 20.0, "prompt_cache_end_mb": 22.5,
+              "rss_growth_after_warmup_without_prompt_cache_pct": 0.2}
     (tmp_path / "smollm2-soak-llama-server.json").write_text(json.dumps(result))
     doc = tmp_path / "deploying.md"
     doc.write_text("before\n<!-- soak begin -->\nold\n<!-- soak end -->\nafter\n")
     update(doc, tmp_path)
     text = doc.read_text()
     assert "old" not in text and text.startswith("before") and text.endswith("after\n")
-    assert "| smollm2.glass.gguf | llama-server | 300 (75) | 48 | 300 | 0 | 150 / 153 | +1.8% | 25 |" in text
+    assert "| smollm2.glass.gguf | llama-server | 300 (75) | 48 | 300 | 0 | 150 / 153 | +1.8% | 20 / 22 | +0.2% | 25 |" in text
+
+
+LLAMA_SERVER_LOG = """\
+0.00.688.668 I srv        update:  - cache state: 0 prompts, 0.000 MiB (limits: 8192.000 MiB, 2048 tokens, 8589934592 est)
+0.00.688.982 I slot   operator(): id  0 | task 0 | new prompt, n_ctx_slot = 2048, n_keep = 0, task.n_tokens = 53
+0.02.067.409 I srv        update:  - cache state: 1 prompts, 2.199 MiB (limits: 8192.000 MiB, 2048 tokens, 372512 est)
+0.02.067.644 I slot   operator(): id  0 | task 49 | new prompt, n_ctx_slot = 2048, n_keep = 0, task.n_tokens = 78
+0.03.488.584 I srv        update:  - cache state: 2 prompts, 4.948 MiB (limits: 8192.000 MiB, 2048 tokens, 372526 est)
+0.03.488.901 I slot   operator(): id  0 | task 98 | new prompt, n_ctx_slot = 2048, n_keep = 0, task.n_tokens = 87
+"""
+
+
+def test_the_prompt_cache_is_what_llama_server_reported_when_the_request_started():
+    assert prompt_cache_mb(LLAMA_SERVER_LOG, 1) == 0.0
+    assert prompt_cache_mb(LLAMA_SERVER_LOG, 2) == 2.199
+    assert prompt_cache_mb(LLAMA_SERVER_LOG, 3) == 4.948
+    assert prompt_cache_mb("llama_cpp.server has no prompt cache lines", 3) == 0.0
