@@ -17,9 +17,9 @@ DOC = RESULTS.parent / "deploying.md"
 
 
 def render(results: Path = RESULTS) -> str:
-    out = ["| model | server | requests (second turns) | tokens per answer | answers sparse | "
+    out = ["| model | server | requests (second turns) | tokens per answer | answers past the swap, sparse | "
            "answers differing from a fresh server's | RSS after warm-up / at the end MB | growth | "
-           "of which the server's prompt cache, MB | growth without it | minutes |",
+           "the server's prompt cache after warm-up / at the end MB | growth without it | minutes |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for path in sorted(results.glob("*-soak-*.json")):
         r = json.loads(path.read_text())
