@@ -48,6 +48,7 @@ def test_physical_cores_count_smt_siblings_once():
     assert settings.physical_cores("") >= 1          # nothing known: the CPUs this process may use
 
 
+@pytest.mark.slow   # llama_cpp.glass_policy comes with the patched build, which the fast tier does not need
 def test_llama_cpp_python_reads_the_glass_variables_as_the_tools_read_their_flags():
     from llama_cpp.glass_policy import settings_from_env
 
