@@ -1,9 +1,13 @@
 """Two contexts on one model, one dense and one under GLASS (issue 23): the GLASS context hands the dense FFN pages of
 the mapped file back to the kernel at its swap, and the dense context sharing the model must neither change its
-answer nor re-read weights on every token afterwards (it faults them back in once)."""
+answer nor re-read weights on every token afterwards (it faults them back in once).
+
+The re-reading is counted in page faults, not timed: a timing on a shared 2-core machine measures the neighbours."""
+import resource
 import statistics
 import time
 
+import gguf
 import numpy as np
 import pytest
 
@@ -43,17 +47,24 @@ class DenseContext:
         logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self.ctx, -1), shape=(self.n_vocab,))
         return int(np.argmax(logits))
 
-    def greedy(self, first: int, n: int) -> tuple[list[int], list[float]]:
-        tokens, times, tok = [], [], first
+    def greedy(self, first: int, n: int) -> tuple[list[int], list[float], list[int]]:
+        """n tokens, with each token's time and page faults (the weights it had to bring back into the mapping)"""
+        tokens, times, faults, tok = [], [], [], first
         for _ in range(n):
-            t = time.perf_counter()
+            t, f = time.perf_counter(), page_faults()
             tok = self.decode([tok])
             times.append(time.perf_counter() - t)
+            faults.append(page_faults() - f)
             tokens.append(tok)
-        return tokens, times
+        return tokens, times, faults
 
     def free(self):
         lib.llama_free(self.ctx)
+
+
+def page_faults() -> int:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_minflt + usage.ru_majflt
 
 
 @pytest.fixture(scope="module")
@@ -78,29 +89,32 @@ def test_a_dense_context_beside_a_glass_context_on_one_model(glass_model):
 
     # the dense context's answer, in two halves: before and after the GLASS context's swap releases the pages
     first = dense.decode(prompt)
-    before, t_before = dense.greedy(first, 24)
+    before, t_before, f_before = dense.greedy(first, 24)
     rss_before = rss_file_mb()
     out = llm.create_chat_completion([{"role": "user", "content": "Write a long story about a dragon who learns to "
                                                                   "bake bread."}], max_tokens=48, temperature=0.0)
     assert out["usage"]["completion_tokens"] == 48
     assert_decoded_sparse(glass, exactly=sparse_after_swap(48))
     rss_released = rss_file_mb()
-    after, t_after = dense.greedy(before[-1], 24)
+    after, t_after, f_after = dense.greedy(before[-1], 24)
     dense.free()
 
     # the same answer as a model of its own, without a GLASS context beside it
     alone = llama_cpp.Llama(model_path=str(glass_model), n_ctx=256, n_threads=2, n_threads_batch=2, verbose=False)
     ref = DenseContext(alone)
     ref_first = ref.decode(prompt)
-    ref_tokens, _ = ref.greedy(ref_first, 48)
+    ref_tokens, _, _ = ref.greedy(ref_first, 48)
     ref.free()
     assert [first] + before + after == [ref_first] + ref_tokens
 
     # (the release itself is asserted by test_runtime's bench test through decode RSS: the process-wide RssFile
     # read here also counts other models' mappings when the whole suite runs in one process)
-    # the dense context pays for the release once: its first token after the swap faults the pages back in, the rest
-    # decode at the speed they had before (medians; a re-read on every token would cost several times a token)
+    # the dense context pays for the release once: its first token after the swap faults the FFN pages back in, the
+    # rest touch no more pages than the tokens before the swap did (a re-read on every token would fault on each)
     print(f"dense context: {1000 * statistics.median(t_before):.1f} ms/token before, first after "
-          f"{1000 * t_after[0]:.1f} ms, then {1000 * statistics.median(t_after[1:]):.1f} ms; file pages resident "
+          f"{1000 * t_after[0]:.1f} ms, then {1000 * statistics.median(t_after[1:]):.1f} ms; page faults per token "
+          f"{statistics.median(f_before)} before, {f_after[0]} first after, then {f_after[1:]}; file pages resident "
           f"{rss_before:.0f} -> {rss_released:.0f} MB")
-    assert statistics.median(t_after[1:]) < 1.3 * statistics.median(t_before)
+    ffn_pages = sum(t.n_bytes for t in gguf.GGUFReader(glass_model).tensors if ".ffn_" in t.name) // 4096
+    assert f_after[0] > ffn_pages // 32  # the kernel maps up to 16 pages of page cache per fault (fault-around)
+    assert sum(f_after[1:]) <= sum(f_before[1:]) + ffn_pages // 100
