@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-EXPECTED_API_VERSION = 7
+EXPECTED_API_VERSION = 8
 
 FIX_HINT = (
     "install glass-gguf's patched build: `python3 tools/build_llama_cpp_python.py` from the glass-gguf "
@@ -58,7 +58,7 @@ def glass_library() -> ctypes.CDLL:
     return lib
 
 
-# --- the GLASS C API (include/llama.h, llama_glass_*) -------------------------------------------------------------
+# --- the GLASS C API (include/llama-glass.h, llama_glass_*) -------------------------------------------------------------
 
 STATUS_NAMES = {
     0: "OK", -1: "invalid argument", -2: "not enabled", -3: "no prior", -4: "unsupported model",
@@ -104,6 +104,9 @@ _SIGNATURES = {
     "llama_glass_get_layer_scale": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.c_int32], ctypes.c_int32),
     "llama_glass_set_token_fraction": ([_c_ctx, ctypes.c_float], ctypes.c_int32),
     "llama_glass_get_token_fraction": ([_c_ctx, ctypes.POINTER(ctypes.c_float)], ctypes.c_int32),
+    "llama_glass_adapter_init": ([ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t], ctypes.c_void_p),
+    "llama_glass_adapter_free": ([ctypes.c_void_p], None),
+    "llama_glass_set_adapter": ([_c_ctx, ctypes.c_void_p], ctypes.c_int32),
     "llama_glass_get_schedule": ([_c_ctx, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int32),
                                   ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int32),
                                   ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double)], ctypes.c_int32),
@@ -193,6 +196,23 @@ class GlassSession:
         names = {v: k for k, v in MODES.items()}
         return {"density": env.get("density", d.value), "lambda": env.get("lambda", l_.value),
                 "mode": env.get("mode", names[mode.value]), "switch": env.get("switch")}
+
+    def attach_prior_file(self, path) -> None:
+        """The prior and glass.* settings of a GGUF (a sidecar, or a GLASS GGUF of this model) in place of the model's
+        own, checked against the model by libllama (llama_glass_adapter_init); GlassError with its reason when it is
+        refused. GLASS must be off. (A plain Llama attaches GLASS_GGUF_PRIOR or the sidecar beside the model itself.)"""
+        error = ctypes.create_string_buffer(1024)
+        adapter = self.lib.llama_glass_adapter_init(self.llm.model, str(path).encode(), error, len(error))
+        if not adapter:
+            raise GlassError(-1, f"GLASS: {error.value.decode('utf-8', 'replace')}")
+        try:
+            self._call("llama_glass_set_adapter", adapter)
+        finally:
+            self.lib.llama_glass_adapter_free(adapter)   # the context keeps the prior
+
+    def detach_prior_file(self) -> None:
+        """Back to the model's own prior and settings."""
+        self._call("llama_glass_set_adapter", None)
 
     def set_prompt_end(self, end: int) -> None:
         """Auto mode: positions below `end` are prompt (collected densely however they are batched), the rest is the

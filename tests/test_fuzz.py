@@ -288,7 +288,8 @@ import llama_cpp
 from glass_gguf.runtime import GlassSession
 try:
     llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=64, n_threads=1, verbose=True)
-except ValueError:
+except ValueError as e:
+    print(f"refused: {e}", file=sys.stderr)
     print(json.dumps({"loaded": False}))
 else:
     glass = GlassSession(llm)
@@ -484,7 +485,7 @@ def test_the_cpp_reader_refuses_each_bad_glass_file_with_its_reason(tmp_path):
 @pytest.mark.slow
 def test_the_cpp_reader_refuses_a_truncated_glass_file_or_sidecar(tmp_path):
     """Cut anywhere in the header or in the last prior's bytes: llama.cpp's loader refuses the file in one line (no
-    crash); a truncated or foreign sidecar prior leaves the stock model loaded and dense, with the reason."""
+    crash); a truncated sidecar prior is refused when the Llama is made, in one line with the reason."""
     from glass_gguf.fingerprint import gguf_model_info
 
     model = loadable_llama(tmp_path / "model.gguf")
@@ -507,7 +508,7 @@ def test_the_cpp_reader_refuses_a_truncated_glass_file_or_sidecar(tmp_path):
 
     sidecar = tmp_path / "prior.gguf"
     sidecar.write_bytes(write_prior(tmp_path / "whole.gguf", prior, with_sums=False).read_bytes()[:-50])
-    outcome, lines, _ = run_reader(model, env={"GLASS_GGUF_PRIOR": str(sidecar)})
-    assert outcome == {"loaded": True, "state": "off", "has_prior": [False] * LAYERS}
-    assert lines == [f"glass: sidecar prior refused: {sidecar}: cannot read blk.1.ffn_glass_prior (truncated); "
-                     "GLASS stays off for this model"], lines
+    outcome, lines, stderr = run_reader(model, env={"GLASS_GGUF_PRIOR": str(sidecar)})
+    assert outcome == {"loaded": False} and lines == [], lines
+    assert (f"refused: GLASS: GLASS_GGUF_PRIOR={sidecar} is refused: {sidecar}: cannot read blk.1.ffn_glass_prior "
+            "(truncated) (GLASS_GGUF=off runs the model dense)") in stderr.splitlines(), stderr[-2000:]

@@ -217,6 +217,10 @@ BAD_SETTINGS = [
                                        "number in (0, 1]"),
     ((), {"GLASS_GGUF_TOKEN_FRACTION": "0"}, 'error while handling environment variable "GLASS_GGUF_TOKEN_FRACTION": '
                                             "'0' is not a number in (0, 1]"),
+    (("--glass-prior", "/nonexistent/prior.gguf"), {}, 'error while handling argument "--glass-prior": '
+                                                      "'/nonexistent/prior.gguf' is not a readable file"),
+    ((), {"GLASS_GGUF_PRIOR": "/tmp"}, 'error while handling environment variable "GLASS_GGUF_PRIOR": \'/tmp\' is not a '
+                                      "readable file"),
 ]
 
 
@@ -230,21 +234,41 @@ def test_bad_glass_settings_stop_the_tool_at_start_up_naming_the_flag(host_bin, 
     assert "llama_model_load" not in out.stderr and "load_tensors" not in out.stderr   # before the model is read
 
 
-def test_a_prior_for_another_model_stops_the_tool_at_start_up(host_bin, glass_gguf, tmp_path):
-    """GLASS_GGUF_PRIOR names a prior computed for another model: libllama's loader refuses it, and the tool stops
-    instead of running the GLASS model dense."""
+@pytest.mark.parametrize("named", ["--glass-prior", "GLASS_GGUF_PRIOR"])
+def test_a_prior_for_another_model_stops_the_tool_at_start_up(host_bin, glass_gguf, tmp_path, named):
+    """--glass-prior (or GLASS_GGUF_PRIOR) names a prior computed for another model: libllama refuses the adapter, and
+    the tool stops instead of running the GLASS model dense, in one line naming the flag and the reason."""
     from glass_gguf.prior_file import write_prior
     from synthetic import random_prior, tiny_gguf
 
     other = tiny_gguf(tmp_path / "other.gguf", n_layer=3, n_ff=96)
     prior = write_prior(tmp_path / "other-prior.gguf", random_prior(gguf_model_info(other)))
+    flag, env = ((("--glass-prior", str(prior)), {}) if named == "--glass-prior" else ((), {"GLASS_GGUF_PRIOR": str(prior)}))
     out = subprocess.run([str(host_bin / "llama-completion"), "-m", str(glass_gguf), "-p", "x", "-n", "4", "-no-cnv",
-                          *NO_FIT], capture_output=True, text=True, timeout=120, env=run_env(GLASS_GGUF_PRIOR=str(prior)))
+                          *flag, *NO_FIT], capture_output=True, text=True, timeout=120, env=run_env(**env))
     assert out.returncode != 0
-    assert "glass: sidecar prior refused: " in out.stderr, out.stderr[-2000:]
-    assert "the prior is for llama 3x64x96, this model is llama 30x576x1536" in out.stderr
-    assert f"glass: {glass_gguf} asks for GLASS and cannot have it: sidecar prior refused: " in out.stderr
-    assert "; --glass off runs it dense" in out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if "glass: " in ln]   # (after the log's timestamp)
+    assert len(lines) == 1 and lines[0].endswith(
+        f"glass: --glass-prior {prior} refused: {prior}: the prior is for llama 3x64x96, this model is llama "
+        "30x576x1536; --glass off runs the model dense"), out.stderr[-2000:]
+
+
+@pytest.mark.claims_sparse
+def test_a_sidecar_beside_a_stock_model_is_found_by_the_tools_not_by_libllama(host_bin, smollm2_path, tmp_path):
+    """MODEL.glass-prior.gguf beside a stock model: llama-completion finds it (common/glass.cpp) and decodes sparse
+    with its settings; libllama alone (GLASS off: the tool's --glass off) neither opens it nor runs GLASS."""
+    from glass_gguf.glass_file import sidecar_path, write_sidecar
+    from test_runtime import seeded_prior
+
+    model = tmp_path / "stock.gguf"
+    model.symlink_to(smollm2_path)
+    sidecar = write_sidecar(model, seeded_prior(model), sidecar_path(model), density=0.75, lam=0.25)
+    _, log = completion(host_bin / "llama-completion", model)
+    assert f"glass: prior from {sidecar}" in log
+    assert "glass: enabled (density 0.750, lambda 0.250, auto mode)" in log
+    assert sparse_count(log) == sparse_after_swap(24)
+    _, log = completion(host_bin / "llama-completion", model, args=("--glass", "off"))
+    assert "glass: " not in log
 
 
 # --- llama-bench -------------------------------------------------------------------------------------------------
@@ -262,6 +286,19 @@ def bench(host_bin: Path, model: Path, **glass) -> tuple[list[dict], str]:
 
 
 @pytest.mark.claims_sparse
+@pytest.mark.parametrize("env,line", [
+    ({"GLASS_GGUF_DENSITY": "2"}, 'error while handling environment variable "GLASS_GGUF_DENSITY": \'2\' is not a number '
+                                  "in (0, 1]"),
+    ({"GLASS_GGUF_PRIOR": "/nonexistent.gguf"}, 'error while handling environment variable "GLASS_GGUF_PRIOR": '
+                                               "'/nonexistent.gguf' is not a readable file"),
+], ids=["density", "prior"])
+def test_llama_bench_refuses_a_bad_variable_in_one_line(host_bin, glass_gguf, env, line):
+    out = subprocess.run([str(host_bin / "llama-bench"), "-m", str(glass_gguf), "-p", "8", "-n", "0", "-r", "1"],
+                         capture_output=True, text=True, env=run_env(**env), timeout=120)
+    assert out.returncode != 0 and line in out.stderr, out.stderr[-2000:]
+    assert "| model" not in out.stdout   # refused before any test ran
+
+
 def test_bench_reports_prefill_and_decode_dense_and_glass(host_bin, glass_gguf):
     for glass, expect_enabled in (({"GLASS_GGUF": "off"}, False), ({}, True)):
         rows, log = bench(host_bin, glass_gguf, **glass)

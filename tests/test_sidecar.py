@@ -1,8 +1,9 @@
-"""A sidecar prior that every libllama client finds: GLASS_GGUF_PRIOR=PATH, or MODEL.glass-prior.gguf beside it.
+"""A sidecar prior that every client of libllama finds: GLASS_GGUF_PRIOR=PATH, or MODEL.glass-prior.gguf beside it.
 
 No glass_gguf code runs between the user and libllama here: plain llama_cpp.Llama and llama_cpp.server on an
-untouched GGUF, as native binaries would see it. The runtime checks the sidecar against the model (architecture,
-shapes, norm weights) and refuses one computed for another model.
+untouched GGUF, as native binaries would see it. The client finds the file (llama-cpp-python's glass_policy, llama.cpp's
+common/glass.cpp) and attaches it as an adapter; libllama checks it against the model (architecture, shapes, norm
+weights) and refuses one computed for another model, and the Llama then refuses to start.
 """
 import os
 from dataclasses import replace
@@ -15,7 +16,7 @@ import llama_cpp
 from glass_gguf.fingerprint import gguf_model_info
 from glass_gguf.glass_file import sidecar_path, write_sidecar
 from glass_gguf.prior_file import Prior
-from glass_gguf.runtime import LAYER_HAS_PRIOR, GlassSession
+from glass_gguf.runtime import LAYER_HAS_PRIOR, GlassError, GlassSession
 from glass_checks import assert_decoded_sparse, assert_server_answers_like_this_process, sparse_after_swap
 
 pytestmark = pytest.mark.slow
@@ -65,23 +66,65 @@ def test_glass_gguf_prior_points_at_a_sidecar_anywhere(smollm2_path, tmp_path, m
     assert has_priors(glass)
 
 
-def test_a_sidecar_for_another_model_is_refused(smollm2_path, tmp_path, monkeypatch):
-    prior = seeded_prior(smollm2_path)
+def prior_for_a_twin(model_path):
+    """A prior whose fingerprint has the model's shapes and other norm weights: computed for another model."""
+    prior = seeded_prior(model_path)
     fp = prior.fingerprint.split(":")
-    fp[4] = ",".join(str(float(x) * 1.5 + 0.1) for x in fp[4].split(","))  # same shapes, other norm weights
-    sidecar = write_sidecar_unchecked(tmp_path / "other.gguf", replace(prior, fingerprint=":".join(fp)))
+    fp[4] = ",".join(str(float(x) * 1.5 + 0.1) for x in fp[4].split(","))
+    return replace(prior, fingerprint=":".join(fp))
+
+
+def test_a_prior_for_another_model_is_refused_when_the_llama_is_made(smollm2_path, tmp_path, monkeypatch):
+    sidecar = write_sidecar_unchecked(tmp_path / "other.gguf", prior_for_a_twin(smollm2_path))
     monkeypatch.setenv("GLASS_GGUF_PRIOR", str(sidecar))
-    glass = GlassSession(load(smollm2_path))
-    assert glass.state == "off", "a refused sidecar leaves a stock model dense"
-    assert not any(glass.layer_info(il)[1] & LAYER_HAS_PRIOR for il in range(glass.n_layer))
+    with pytest.raises(ValueError) as refused:
+        load(smollm2_path)
+    assert str(refused.value) == (f"GLASS: GLASS_GGUF_PRIOR={sidecar} is refused: {sidecar}: the prior was computed "
+                                  "for another model of the same shape (its norm weights differ) (GLASS_GGUF=off runs "
+                                  "the model dense)")
+    monkeypatch.setenv("GLASS_GGUF", "off")
+    assert GlassSession(load(smollm2_path)).state == "off"
+
+
+def test_a_sidecar_beside_the_model_for_another_model_is_refused(smollm2_path, tmp_path):
+    model = tmp_path / "smollm2.gguf"
+    model.symlink_to(smollm2_path)
+    write_sidecar_unchecked(sidecar_path(model), prior_for_a_twin(smollm2_path))
+    with pytest.raises(ValueError, match=rf"GLASS: the sidecar prior {sidecar_path(model)} is refused: .*its norm "
+                                         r"weights differ"):
+        load(model)
 
 
 def test_a_sidecar_with_a_layer_split_for_another_layer_count_is_refused(smollm2_path, tmp_path, monkeypatch):
     prior = replace(seeded_prior(smollm2_path), layer_scale=[1.0] * 5)
     sidecar = write_sidecar_unchecked(tmp_path / "split.gguf", prior)
     monkeypatch.setenv("GLASS_GGUF_PRIOR", str(sidecar))
-    glass = GlassSession(load(smollm2_path))
-    assert glass.state == "off", "glass.layer_scale: 5 values for 30 layers"
+    with pytest.raises(ValueError, match=r"glass.layer_scale: .*5"):
+        load(smollm2_path)
+
+
+def test_libllama_opens_only_the_prior_file_its_client_names(model_with_sidecar, tmp_path, monkeypatch):
+    """With the Llama's policy off, libllama alone does not find the sidecar beside the model; a client attaches it
+    (or another file) as an adapter, and detaches it."""
+    monkeypatch.setenv("GLASS_GGUF", "off")
+    glass = GlassSession(load(model_with_sidecar))
+    assert not any(glass.layer_info(il)[1] & LAYER_HAS_PRIOR for il in range(glass.n_layer))
+    assert glass.resolve_params()["density"] == pytest.approx(0.5)
+
+    glass.attach_prior_file(sidecar_path(model_with_sidecar))
+    assert has_priors(glass)
+    assert glass.resolve_params()["density"] == pytest.approx(0.75)
+    glass.enable(0.75, 0.25)
+    with pytest.raises(GlassError, match="while GLASS is off"):
+        glass.detach_prior_file()
+    glass.disable()
+
+    other = write_sidecar_unchecked(tmp_path / "other.gguf", prior_for_a_twin(model_with_sidecar))
+    with pytest.raises(GlassError, match="another model of the same shape"):
+        glass.attach_prior_file(other)
+    assert has_priors(glass), "a refused file leaves the attached prior in place"
+    glass.detach_prior_file()
+    assert not any(glass.layer_info(il)[1] & LAYER_HAS_PRIOR for il in range(glass.n_layer))
 
 
 def write_sidecar_unchecked(path, prior):
