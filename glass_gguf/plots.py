@@ -148,3 +148,25 @@ def plot_schedules(records, gen_tokens: int, path: str | os.PathLike, title: str
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path, dpi=100)
+
+
+def plot_soak(results: list[dict], png: str | os.PathLike) -> Path:
+    """Each soak's server RSS after every request, and how far into the context each request went: RSS steps where a
+    conversation goes further than any before (buffers sized by position fill), and is flat between them if
+    nothing leaks. The dotted line marks the end of the warm-up, the cross the furthest position's request."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for r in results:
+        n = np.arange(1, len(r["rss_mb_by_request"]) + 1)
+        line, = ax1.plot(n, r["rss_mb_by_request"], label=r["server"])
+        at = r["furthest_position_request"]
+        ax1.plot([at], [r["rss_mb_by_request"][at - 1]], "x", color=line.get_color(), ms=9)
+        ax2.plot(n, np.maximum.accumulate(r["positions_by_request"]), color=line.get_color(), label=r["server"])
+        ax2.plot(n, r["positions_by_request"], ".", ms=2, color=line.get_color())
+    ax1.axvline(results[0]["warmup_requests"], ls=":", color="grey")
+    ax1.set(ylabel="server RSS (MB)", title=f"soak: {Path(results[0]['model']).name}, "
+                                            f"{results[0]['requests']} chat requests over loopback")
+    ax1.legend(fontsize=8)
+    ax2.set(xlabel="request", ylabel="context positions (dots: each request, line: furthest so far)")
+    fig.tight_layout()
+    return _save(fig, png, dpi=110)

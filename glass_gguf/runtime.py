@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-EXPECTED_API_VERSION = 8
+EXPECTED_API_VERSION = 9
 
 FIX_HINT = (
     "install glass-gguf's patched build: `python3 tools/build_llama_cpp_python.py` from the glass-gguf "
@@ -69,32 +69,27 @@ MODES = {"auto": 0, "manual": 1}
 LAYER_SUPPORTED, LAYER_HAS_PRIOR, LAYER_SPARSE = 1, 2, 4
 
 _c_ctx = ctypes.c_void_p
+
 _SIGNATURES = {
     "llama_glass_enable": ([_c_ctx, ctypes.c_float, ctypes.c_float, ctypes.c_int32], ctypes.c_int32),
     "llama_glass_disable": ([_c_ctx], ctypes.c_int32),
     "llama_glass_reset": ([_c_ctx], ctypes.c_int32),
     "llama_glass_finalize": ([_c_ctx], ctypes.c_int32),
-    "llama_glass_get_state": ([_c_ctx], ctypes.c_int32),
-    "llama_glass_get_params": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float),
-                                ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    "llama_glass_get_info": ([_c_ctx, ctypes.c_void_p], ctypes.c_int32),   # struct llama_glass_info *
     "llama_glass_layer_info": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_int64),
                                 ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     "llama_glass_set_prior": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_float), ctypes.c_int64],
                               ctypes.c_int32),
     "llama_glass_clear_priors": ([_c_ctx], ctypes.c_int32),
-    "llama_glass_get_sparse_tokens": ([_c_ctx], ctypes.c_int64),
     "llama_glass_get_stats": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_double), ctypes.c_int64,
                                ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     "llama_glass_get_selected": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32), ctypes.c_int64,
                                   ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
-    "llama_glass_get_timings": ([_c_ctx, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)],
-                                ctypes.c_int32),
     "llama_glass_last_error": ([_c_ctx], ctypes.c_char_p),
     "llama_glass_resolve_params": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float),
                                     ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     "llama_glass_set_prompt_end": ([_c_ctx, ctypes.c_int32], ctypes.c_int32),
     "llama_glass_reusable_prefix": ([_c_ctx, ctypes.c_int32], ctypes.c_int32),
-    "llama_glass_get_collected": ([_c_ctx], ctypes.c_int32),
     "llama_glass_layer_bytes": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)],
                                 ctypes.c_int32),
     "llama_glass_get_abs_sums": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_double), ctypes.c_int64,
@@ -103,13 +98,9 @@ _SIGNATURES = {
     "llama_glass_set_layer_scale": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.c_int32], ctypes.c_int32),
     "llama_glass_get_layer_scale": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.c_int32], ctypes.c_int32),
     "llama_glass_set_token_fraction": ([_c_ctx, ctypes.c_float], ctypes.c_int32),
-    "llama_glass_get_token_fraction": ([_c_ctx, ctypes.POINTER(ctypes.c_float)], ctypes.c_int32),
     "llama_glass_adapter_init": ([ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t], ctypes.c_void_p),
     "llama_glass_adapter_free": ([ctypes.c_void_p], None),
     "llama_glass_set_adapter": ([_c_ctx, ctypes.c_void_p], ctypes.c_int32),
-    "llama_glass_get_schedule": ([_c_ctx, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int32),
-                                  ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int32),
-                                  ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double)], ctypes.c_int32),
 }
 
 
@@ -219,10 +210,19 @@ class GlassSession:
         answer. llama-cpp-python's patched Llama.generate declares it itself; callers of Llama.eval do it here."""
         self._call("llama_glass_set_prompt_end", int(end))
 
+    def info(self):
+        """Everything the runtime reports about this context, from one llama_glass_get_info call (a ctypes mirror of
+        struct llama_glass_info, declared once in the patched llama-cpp-python)."""
+        from llama_cpp.glass_policy import GlassInfo
+
+        info = GlassInfo()
+        self._call("llama_glass_get_info", ctypes.byref(info))
+        return info
+
     @property
     def collected(self) -> int:
         """How many cached positions [0, n) the local statistic covers (the lifecycle rule, docs/runtime.md)."""
-        return self._call("llama_glass_get_collected")
+        return self.info().n_collected
 
     def reusable_prefix(self, n_past: int) -> int:
         """Of n_past cached positions, how many a client may keep so that the statistic still covers the cache."""
@@ -230,14 +230,13 @@ class GlassSession:
 
     @property
     def state(self) -> str:
-        return STATES[self._call("llama_glass_get_state")]
+        return STATES[self.info().state]
 
     @property
     def params(self) -> dict:
-        density, lam, mode = ctypes.c_float(), ctypes.c_float(), ctypes.c_int32()
-        self._call("llama_glass_get_params", ctypes.byref(density), ctypes.byref(lam), ctypes.byref(mode))
+        info = self.info()
         names = {v: k for k, v in MODES.items()}
-        return {"density": density.value, "lambda": lam.value, "mode": names[mode.value]}
+        return {"density": info.density, "lambda": info.lambda_, "mode": names[info.mode]}
 
     def layer_info(self, layer: int) -> tuple[int, int]:
         """(n_ff, flags) of one layer; flags combine LAYER_SUPPORTED, LAYER_HAS_PRIOR, LAYER_SPARSE."""
@@ -280,7 +279,7 @@ class GlassSession:
     def sparse_tokens(self) -> int:
         """Tokens decoded with the compacted weights since GLASS was enabled or its statistic last cleared (a
         prompt restart): the proof that GLASS did decode sparse, not only that it was asked to."""
-        return int(_check(self.lib, self.ctx, self.lib.llama_glass_get_sparse_tokens(self.ctx)))
+        return int(self.info().n_sparse_tokens)
 
     def stats(self):
         """(sum_squares per layer, rows per layer): the local statistic as collected in the graph."""
@@ -348,9 +347,7 @@ class GlassSession:
         self._call("llama_glass_set_token_fraction", float(fraction))
 
     def token_fraction(self) -> float:
-        out = ctypes.c_float()
-        self._call("llama_glass_get_token_fraction", ctypes.byref(out))
-        return float(out.value)
+        return float(self.info().token_fraction)
 
     def layer_scale(self) -> list[float]:
         """The per-layer density factors in use ([]: uniform); the model's glass.layer_scale by default."""
@@ -361,13 +358,10 @@ class GlassSession:
     def schedule(self) -> dict:
         """The schedule and what it did for the current answer: selections made (steps), layers compacted again
         by refreshes, and the milliseconds those took."""
-        w, r, c, steps = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_float(), ctypes.c_int32()
-        layers, ms = ctypes.c_int64(), ctypes.c_double()
-        self._call("llama_glass_get_schedule", *(ctypes.byref(x) for x in (w, r, c, steps, layers, ms)))
-        return {"warmup": w.value, "refresh": r.value, "min_change": c.value, "steps": steps.value,
-                "layers_recompacted": layers.value, "refresh_ms": ms.value}
+        info = self.info()
+        return {"warmup": info.warmup, "refresh": info.refresh, "min_change": info.min_change, "steps": info.n_steps,
+                "layers_recompacted": info.n_layers_recompacted, "refresh_ms": info.refresh_ms}
 
     def timings(self) -> dict:
-        collect, final = ctypes.c_double(), ctypes.c_double()
-        self._call("llama_glass_get_timings", ctypes.byref(collect), ctypes.byref(final))
-        return {"collect_ms": collect.value, "finalize_ms": final.value}
+        info = self.info()
+        return {"collect_ms": info.collect_ms, "finalize_ms": info.finalize_ms}

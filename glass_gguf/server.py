@@ -92,9 +92,9 @@ def _running(cmd: list[str], url: str, log_path: Path, env: dict | None, timeout
             proc.wait()
 
 
-def chat(url: str, messages: list[dict], max_tokens: int = 64, timeout_s: float = 300.0) -> str:
-    """One greedy OpenAI-style chat completion; returns the assistant's text. repeat_penalty 1 (no penalty), as
-    Llama.create_chat_completion's default: the server's own default of 1.1 changes which token is greedy."""
+def chat_reply(url: str, messages: list[dict], max_tokens: int = 64, timeout_s: float = 300.0) -> dict:
+    """One greedy OpenAI-style chat completion, the server's whole JSON reply (choices, usage). repeat_penalty 1 (no
+    penalty), as Llama.create_chat_completion's default: the server's own default of 1.1 changes the greedy token."""
     import httpx
 
     reply = httpx.post(f"{url}/v1/chat/completions", timeout=timeout_s, json={
@@ -102,7 +102,12 @@ def chat(url: str, messages: list[dict], max_tokens: int = 64, timeout_s: float 
     })
     if reply.status_code != 200:
         raise ServerError(f"the server answered {reply.status_code}: {reply.text[:500]}")
-    return reply.json()["choices"][0]["message"]["content"]
+    return reply.json()
+
+
+def chat(url: str, messages: list[dict], max_tokens: int = 64, timeout_s: float = 300.0) -> str:
+    """One greedy chat completion (as chat_reply); the assistant's text."""
+    return chat_reply(url, messages, max_tokens, timeout_s)["choices"][0]["message"]["content"]
 
 
 def rss_mb(pid: int) -> float:

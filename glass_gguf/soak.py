@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from .server import chat, llama_cpp_server, llama_server, rss_mb
+from .server import chat, chat_reply, llama_cpp_server, llama_server, rss_mb
 from .settings import physical_cores
 
 
@@ -84,6 +84,18 @@ def prompt_cache_mb(log_text: str, n_requests: int) -> float:
     return size
 
 
+def growth_after_high_water(positions: list[int], rss: list[float], warmup: int) -> tuple[int, float]:
+    """(request, growth %): the last request after warm-up that took the conversation further into the context than
+    any before it (1-based; the warm-up's last request when none did), and RSS growth from it to the end. Buffers
+    sized by position fill up to the furthest position so far (the KV cache's pages, llama_cpp.server's logits of
+    every position under its default logits_all=True): growth after that point is growth they do not explain."""
+    furthest, at = max(positions[:warmup], default=0), warmup
+    for n in range(warmup, len(positions)):
+        if positions[n] > furthest:
+            furthest, at = positions[n], n + 1
+    return at, round(100 * (rss[-1] / rss[at - 1] - 1), 2)
+
+
 def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: int = 2048, threads: int = 2,
              warmup: int = 30, log_path="soak-server.log", progress=None, server_binary=None) -> dict:
     """server_binary: llama.cpp's llama-server to soak (None: llama_cpp.server); every answer is compared with a
@@ -95,6 +107,8 @@ def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: 
     progress = progress or (lambda msg: None)
     asked: list[list[dict]] = []
     answers: list[str] = []
+    positions: list[int] = []   # the context positions each request reached (prompt and answer tokens)
+    rss_by_request: list[float] = []
     last_answer: dict[int, str] = {}
     t0 = time.monotonic()
     serve = (llama_cpp_server if server_binary is None else
@@ -108,7 +122,10 @@ def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: 
             messages = [{"role": "user", "content": turns[0]}]
             if turn == 1:
                 messages += [{"role": "assistant", "content": last_answer[q]}, {"role": "user", "content": turns[1]}]
-            answer = chat(url, messages, max_tokens=max_tokens)
+            reply = chat_reply(url, messages, max_tokens=max_tokens)
+            answer = reply["choices"][0]["message"]["content"]
+            positions.append(reply["usage"]["prompt_tokens"] + reply["usage"]["completion_tokens"])
+            rss_by_request.append(round(rss_mb(pid), 1))
             last_answer[q] = answer
             asked.append(messages)
             answers.append(answer)
@@ -120,6 +137,7 @@ def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: 
     log_text = Path(log_path).read_text(errors="replace")
     selections = log_text.count("glass: decoding sparse")
     cache_warm, cache_end = prompt_cache_mb(log_text, min(warmup, len(plan))), prompt_cache_mb(log_text, len(plan))
+    high_water, growth_after = growth_after_high_water(positions, rss_by_request, min(warmup, len(plan)))
 
     differ = []
     fresh_log = Path(log_path).with_suffix(".fresh.log")
@@ -140,8 +158,11 @@ def run_soak(model_path, *, n_requests: int = 300, max_tokens: int = 48, n_ctx: 
         "prompt_cache_after_warmup_mb": cache_warm, "prompt_cache_end_mb": cache_end,
         "rss_growth_after_warmup_without_prompt_cache_pct":
             round(100 * ((rss_end - cache_end) / (rss_warm - cache_warm) - 1), 2),
+        "furthest_position_request": high_water, "furthest_position": max(positions),
+        "rss_growth_after_furthest_position_pct": growth_after,
         "answers_differing_from_fresh": len(differ), "differing_requests": differ,
         "sparse_selections": selections, "seconds": round(time.monotonic() - t0, 1),
+        "positions_by_request": positions, "rss_mb_by_request": rss_by_request,
     }
 
 
@@ -187,6 +208,8 @@ def soak_command(model, n_requests, gen_tokens, n_ctx, threads, warmup_requests,
         click.echo(json.dumps(result, indent=2))
         return
     for key, value in result.items():
+        if key.endswith("_by_request"):
+            continue   # the series are for --json and the plot
         click.echo(f"{key:32} {value}")
     if result["answers_differing_from_fresh"]:
         sys.exit(1)

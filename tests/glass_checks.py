@@ -1,7 +1,7 @@
 """What a test that claims GLASS decoded sparse asserts (STYLE.md: "a test that claims GLASS changed something proves
 it"): the count of tokens decoded with the compacted weights, read from the runtime, never the state alone.
 
-- in process: `assert_decoded_sparse(glass, n)` on a GlassSession (llama_glass_get_sparse_tokens);
+- in process: `assert_decoded_sparse(glass, n)` on a GlassSession (llama_glass_get_info's n_sparse_tokens);
 - a subprocess (llama.cpp's binaries, a server): `sparse_count(log)`, the count libllama logs when a GLASS context is
   freed (`glass: N tokens decoded sparse`, INFO level: llama-completion/llama-server `-lv 4`, llama-bench `-v`,
   llama_cpp.Llama `verbose=True`).

@@ -42,7 +42,36 @@ def test_the_soak_table_renders_each_results_file(tmp_path):
     update(doc, tmp_path)
     text = doc.read_text()
     assert "old" not in text and text.startswith("before") and text.endswith("after\n")
-    assert "| smollm2.glass.gguf | llama-server | 300 (75) | 48 | 300 | 0 | 150 / 153 | +1.8% | 20 / 22 | +0.2% | 25 |" in text
+    assert ("| smollm2.glass.gguf | llama-server | 300 (75) | 48 | 300 | 0 | 150 / 153 | +1.8% | 20 / 22 | +0.2% | "
+            "not recorded | 25 |") in text
+    assert not (tmp_path / "soak.png").exists()   # a run without per-request RSS has nothing to draw
+
+
+def test_growth_is_measured_from_the_last_request_that_went_further_into_the_context():
+    from glass_gguf.soak import growth_after_high_water
+
+    positions = [100, 300, 120, 500, 200, 480, 150]
+    rss = [200.0, 250.0, 250.0, 300.0, 300.0, 301.0, 303.0]
+    assert growth_after_high_water(positions, rss, warmup=2) == (4, 1.0)   # 300 -> 303 MB after request 4's 500
+    assert growth_after_high_water(positions, rss, warmup=5) == (5, 1.0)   # none went further after the warm-up
+
+
+def test_a_soak_with_per_request_rss_gets_its_plot(tmp_path):
+    from glass_gguf.soak_table import update
+
+    result = {"model": "/m/smollm2.glass.gguf", "server": "llama_cpp.server", "requests": 4, "two_turn_requests": 1,
+              "max_tokens": 48, "warmup_requests": 2, "rss_after_warmup_mb": 250.0, "rss_end_mb": 303.0,
+              "rss_growth_after_warmup_pct": 21.2, "answers_differing_from_fresh": 0, "sparse_selections": 4,
+              "seconds": 60.0, "prompt_cache_after_warmup_mb": 0.0, "prompt_cache_end_mb": 0.0,
+              "rss_growth_after_warmup_without_prompt_cache_pct": 21.2, "furthest_position_request": 3,
+              "furthest_position": 500, "rss_growth_after_furthest_position_pct": 1.0,
+              "positions_by_request": [100, 300, 500, 200], "rss_mb_by_request": [200.0, 250.0, 300.0, 303.0]}
+    (tmp_path / "smollm2-soak-py.json").write_text(json.dumps(result))
+    doc = tmp_path / "deploying.md"
+    doc.write_text("<!-- soak begin -->\n<!-- soak end -->\n")
+    update(doc, tmp_path)
+    assert "| +21.2% | 0 / 0 | +21.2% | +1.0% (3) | 1 |" in doc.read_text()
+    assert (tmp_path / "soak.png").read_bytes()[:4] == b"\x89PNG"
 
 
 LLAMA_SERVER_LOG = """\
