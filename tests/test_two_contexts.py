@@ -115,6 +115,7 @@ def test_a_dense_context_beside_a_glass_context_on_one_model(glass_model):
           f"{1000 * t_after[0]:.1f} ms, then {1000 * statistics.median(t_after[1:]):.1f} ms; page faults per token "
           f"{statistics.median(f_before)} before, {f_after[0]} first after, then {f_after[1:]}; file pages resident "
           f"{rss_before:.0f} -> {rss_released:.0f} MB")
+    # (how many faults bring the pages back depends on the page cache's folio sizes: 16 pages per fault, or 2 MB)
     ffn_pages = sum(t.n_bytes for t in gguf.GGUFReader(glass_model).tensors if ".ffn_" in t.name) // 4096
-    assert f_after[0] > ffn_pages // 32  # the kernel maps up to 16 pages of page cache per fault (fault-around)
+    assert f_after[0] > 0, "the swap released no page of the dense FFN weights"
     assert sum(f_after[1:]) <= sum(f_before[1:]) + ffn_pages // 100
