@@ -167,6 +167,6 @@ def plot_soak(results: list[dict], png: str | os.PathLike) -> Path:
     ax1.set(ylabel="server RSS (MB)", title=f"soak: {Path(results[0]['model']).name}, "
                                             f"{results[0]['requests']} chat requests over loopback")
     ax1.legend(fontsize=8)
-    ax2.set(xlabel="request", ylabel="context positions (dots: each request, line: furthest so far)")
+    ax2.set(xlabel="request", ylabel="context positions", title="each request's (dots) and the furthest so far (line)")
     fig.tight_layout()
     return _save(fig, png, dpi=110)
