@@ -297,6 +297,19 @@ def test_bench_reports_prefill_and_decode_dense_and_glass(host_bin, glass_gguf):
     assert sparse_count(log) == 48 - 16
 
 
+@pytest.mark.parametrize("env,line", [
+    ({"GLASS_GGUF_DENSITY": "2"}, 'error while handling environment variable "GLASS_GGUF_DENSITY": \'2\' is not a number '
+                                  "in (0, 1]"),
+    ({"GLASS_GGUF_PRIOR": "/nonexistent.gguf"}, 'error while handling environment variable "GLASS_GGUF_PRIOR": '
+                                               "'/nonexistent.gguf' is not a readable file"),
+], ids=["density", "prior"])
+def test_llama_bench_refuses_a_bad_variable_in_one_line(host_bin, glass_gguf, env, line):
+    out = subprocess.run([str(host_bin / "llama-bench"), "-m", str(glass_gguf), "-p", "8", "-n", "0", "-r", "1"],
+                         capture_output=True, text=True, env=run_env(**env), timeout=120)
+    assert out.returncode != 0 and line in out.stderr, out.stderr[-2000:]
+    assert "| model" not in out.stdout   # refused before any test ran
+
+
 # --- llama-server ------------------------------------------------------------------------------------------------
 
 def free_port() -> int:
