@@ -87,7 +87,7 @@ def neurons_to_keep(n_ff: int, density: float) -> int:
 
 def layer_density(density: float, scale: float | None) -> float:
     """The density of one layer under per-layer factors: min(1, density * scale), the product in float32 as the
-    runtime computes it (glass.layer_scale, llama_glass_set_layer_scale). No factor: the density itself."""
+    runtime computes it (glass.layer_scale, llama_glass_params::layer_scale). No factor: the density itself."""
     if scale is None:
         return density
     return min(1.0, float(np.float32(density) * np.float32(scale)))

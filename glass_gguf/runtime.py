@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-EXPECTED_API_VERSION = 9
+EXPECTED_API_VERSION = 10
 
 FIX_HINT = (
     "install glass-gguf's patched build: `python3 tools/build_llama_cpp_python.py` from the glass-gguf "
@@ -71,7 +71,8 @@ LAYER_SUPPORTED, LAYER_HAS_PRIOR, LAYER_SPARSE = 1, 2, 4
 _c_ctx = ctypes.c_void_p
 
 _SIGNATURES = {
-    "llama_glass_enable": ([_c_ctx, ctypes.c_float, ctypes.c_float, ctypes.c_int32], ctypes.c_int32),
+    "llama_glass_default_params": ([_c_ctx, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    "llama_glass_enable": ([_c_ctx, ctypes.c_void_p], ctypes.c_int32),   # const struct llama_glass_params *
     "llama_glass_disable": ([_c_ctx], ctypes.c_int32),
     "llama_glass_reset": ([_c_ctx], ctypes.c_int32),
     "llama_glass_finalize": ([_c_ctx], ctypes.c_int32),
@@ -86,8 +87,6 @@ _SIGNATURES = {
     "llama_glass_get_selected": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32), ctypes.c_int64,
                                   ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     "llama_glass_last_error": ([_c_ctx], ctypes.c_char_p),
-    "llama_glass_resolve_params": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float),
-                                    ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     "llama_glass_set_prompt_end": ([_c_ctx, ctypes.c_int32], ctypes.c_int32),
     "llama_glass_reusable_prefix": ([_c_ctx, ctypes.c_int32], ctypes.c_int32),
     "llama_glass_layer_bytes": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)],
@@ -95,11 +94,7 @@ _SIGNATURES = {
     "llama_glass_get_abs_sums": ([_c_ctx, ctypes.c_int32, ctypes.POINTER(ctypes.c_double), ctypes.c_int64,
                                   ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     "llama_glass_set_schedule": ([_c_ctx, ctypes.c_int32, ctypes.c_int32, ctypes.c_float], ctypes.c_int32),
-    "llama_glass_set_layer_scale": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.c_int32], ctypes.c_int32),
     "llama_glass_get_layer_scale": ([_c_ctx, ctypes.POINTER(ctypes.c_float), ctypes.c_int32], ctypes.c_int32),
-    "llama_glass_set_token_fraction": ([_c_ctx, ctypes.c_float], ctypes.c_int32),
-    "llama_glass_adapter_init": ([ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t], ctypes.c_void_p),
-    "llama_glass_adapter_free": ([ctypes.c_void_p], None),
     "llama_glass_set_adapter": ([_c_ctx, ctypes.c_void_p], ctypes.c_int32),
 }
 
@@ -146,15 +141,40 @@ class GlassSession:
         from llama_cpp import llama_cpp as bindings
 
         self.n_layer = int(bindings.llama_model_n_layer(llm.model))
+        # settings chosen while GLASS is off (set_layer_scale, set_token_fraction), for the next enable: libllama
+        # takes every setting at once (struct llama_glass_params)
+        self._pending: dict = {}
 
     def _call(self, name: str, *args) -> int:
         return _check(self.lib, self.ctx, getattr(self.lib, name)(self.ctx, *args))
 
     def enable(self, density: float, lam: float, mode: str = "auto") -> None:
+        """Start collecting with this density, lambda and mode; the schedule, layer scale and token fraction stay as
+        they are (the model's, or what this session set)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
-        self._call("llama_glass_enable", float(density), float(lam), MODES[mode])
+        self._enable(density=float(density), lambda_=float(lam), mode=MODES[mode])
         self._forget_cached_prompt()
+
+    def _enable(self, **changes) -> None:
+        """llama_glass_enable with the settings in use, the pending ones and `changes` over them (libllama checks
+        them all before it changes anything)."""
+        import numpy as np
+        from llama_cpp.glass_policy import GlassParams
+
+        info = self.info()
+        settings = {"density": info.density, "lambda_": info.lambda_, "mode": info.mode, "warmup": info.warmup,
+                    "refresh": info.refresh, "min_change": info.min_change, "token_fraction": info.token_fraction}
+        scale = self._pending.get("layer_scale", self.layer_scale())
+        settings.update({k: v for k, v in self._pending.items() if k != "layer_scale"})
+        scale = changes.pop("layer_scale", scale)
+        settings.update(changes)
+        arr = np.ascontiguousarray(scale, dtype=np.float32)
+        params = GlassParams(**settings, n_layer_scale=arr.shape[0])
+        if arr.shape[0]:
+            params.layer_scale = arr.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        self._call("llama_glass_enable", ctypes.byref(params))
+        self._pending.clear()
 
     def disable(self) -> None:
         self._call("llama_glass_disable")
@@ -176,30 +196,25 @@ class GlassSession:
         0.5 and lambda 0.5 with a prior, 0 without, from libllama), under GLASS_GGUF_DENSITY/LAMBDA/MODE (read by
         llama-cpp-python's llama_cpp/glass_policy.py). "switch" is "off", "on" or None for GLASS_GGUF. A bad
         variable raises ValueError naming it, a refused value GlassError with the runtime's one-line reason."""
-        from llama_cpp.glass_policy import settings_from_env
+        from llama_cpp.glass_policy import GlassParams, settings_from_env
 
         env = settings_from_env()
-        d = ctypes.c_float(float("nan") if density is None else density)
-        l_ = ctypes.c_float(float("nan") if lam is None else lam)
-        mode, carries_prior = ctypes.c_int32(), ctypes.c_int32()
-        self._call("llama_glass_resolve_params", ctypes.byref(d), ctypes.byref(l_), ctypes.byref(mode),
-                   ctypes.byref(carries_prior))
+        defaults = GlassParams()
+        self._call("llama_glass_default_params", ctypes.byref(defaults), None)
         names = {v: k for k, v in MODES.items()}
-        return {"density": env.get("density", d.value), "lambda": env.get("lambda", l_.value),
-                "mode": env.get("mode", names[mode.value]), "switch": env.get("switch")}
+        return {"density": env.get("density", defaults.density if density is None else density),
+                "lambda": env.get("lambda", defaults.lambda_ if lam is None else lam),
+                "mode": env.get("mode", names[defaults.mode]), "switch": env.get("switch")}
 
     def attach_prior_file(self, path) -> None:
         """The prior and glass.* settings of a GGUF (a sidecar, or a GLASS GGUF of this model) in place of the model's
         own, checked against the model by libllama (llama_glass_adapter_init); GlassError with its reason when it is
         refused. GLASS must be off. (A plain Llama attaches GLASS_GGUF_PRIOR or the sidecar beside the model itself.)"""
-        error = ctypes.create_string_buffer(1024)
-        adapter = self.lib.llama_glass_adapter_init(self.llm.model, str(path).encode(), error, len(error))
-        if not adapter:
-            raise GlassError(-1, f"GLASS: {error.value.decode('utf-8', 'replace')}")
-        try:
-            self._call("llama_glass_set_adapter", adapter)
-        finally:
-            self.lib.llama_glass_adapter_free(adapter)   # the context keeps the prior
+        from llama_cpp.glass_policy import attach_prior_file
+
+        reason = attach_prior_file(self.llm.ctx, str(path))
+        if reason is not None:
+            raise GlassError(-1, f"GLASS: {reason}")
 
     def detach_prior_file(self) -> None:
         """Back to the model's own prior and settings."""
@@ -337,20 +352,28 @@ class GlassSession:
         or [] for the same density in every layer. An enabled session starts a new statistic."""
         import numpy as np
 
-        arr = np.ascontiguousarray([] if scale is None else scale, dtype=np.float32)
-        self._call("llama_glass_set_layer_scale", arr.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), arr.shape[0])
+        self._set(layer_scale=np.ascontiguousarray([] if scale is None else scale, dtype=np.float32))
 
     def set_token_fraction(self, fraction: float = 1.0) -> None:
         """Two-level decoding (docs/two-level.md): each decoded token keeps this share of its layer's selection, the
         neurons with the largest |act(gate)|; 1 (the default) is single-level GLASS. An enabled session starts a new
         statistic."""
-        self._call("llama_glass_set_token_fraction", float(fraction))
+        self._set(token_fraction=float(fraction))
+
+    def _set(self, **change) -> None:
+        # enabled: a new statistic under the changed settings (refused: nothing changes); off: for the next enable
+        if self.state == "off":
+            self._pending.update(change)
+        else:
+            self._enable(**change)
 
     def token_fraction(self) -> float:
-        return float(self.info().token_fraction)
+        return float(self._pending.get("token_fraction", self.info().token_fraction))
 
     def layer_scale(self) -> list[float]:
         """The per-layer density factors in use ([]: uniform); the model's glass.layer_scale by default."""
+        if "layer_scale" in self._pending:
+            return [float(x) for x in self._pending["layer_scale"]]
         buf = (ctypes.c_float * self.n_layer)()
         n = self._call("llama_glass_get_layer_scale", buf, self.n_layer)
         return [float(x) for x in buf[:n]]

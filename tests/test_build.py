@@ -17,7 +17,7 @@ def run_build_tool(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_patched_library_reports_the_glass_api_version_the_bindings_expect():
-    assert runtime.api_version() == runtime.EXPECTED_API_VERSION == 9
+    assert runtime.api_version() == runtime.EXPECTED_API_VERSION == 10
     assert runtime.glass_library() is runtime.llama_library()
 
 
