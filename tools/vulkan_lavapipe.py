@@ -62,7 +62,7 @@ def run(binary: Path, model: Path, n: int, device: list[str], glass: list[str], 
     log = out.stderr
     sparse = re.findall(r"glass: (\d+) tokens decoded sparse", log)
     speed = re.search(r"eval time =\s*([\d.]+) ms /\s*(\d+) runs", log.split("prompt eval time")[-1])
-    devices = sorted(set(re.findall(r"using device (\S+) \(([^)]*)\)", log)))
+    devices = sorted(set(re.findall(r"using device (\S+) \((.*)\) \(", log)))   # NAME (DESCRIPTION) (ID) - FREE
     return {
         "text": out.stdout.replace("[end of text]", "").strip(),
         "sparse_tokens": int(sparse[-1]) if sparse else 0,
@@ -101,9 +101,10 @@ def render(result: dict) -> str:
         ms = "" if r["decode_ms_per_token"] is None else f"{r['decode_ms_per_token']:.1f}"
         rows.append(f"| {name} | {device} | {r['sparse_tokens']} | {ms} | {same} |")
     rows.append("")
-    rows.append(f"{result['model']}, {result['tokens']} tokens, density {result['density']}: the Vulkan selection keeps "
-                f"{o['mean']:.1%} of the CPU's neurons on average (lowest layer {o['min']:.1%}); "
-                f"{o['identical_layers']} of {o['layers']} layers identical.")
+    rows.append(f"{result['model']}, {result['tokens']} tokens, density {result['density']}, one run each (decode "
+                "ms/token over every generated token: the first 16 decode dense while the compaction runs): the "
+                f"Vulkan selection keeps {o['mean']:.1%} of the CPU's neurons on average (lowest layer "
+                f"{o['min']:.1%}); {o['identical_layers']} of {o['layers']} layers identical.")
     return "\n".join(rows)
 
 
