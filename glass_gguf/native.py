@@ -82,3 +82,14 @@ def build_native(target: str, cpu: str | None, only: tuple[str, ...], print_path
     else:
         for name in tools:
             click.echo(bin_dir / name)
+
+
+def read_selection_dump(path: Path) -> dict[int, frozenset[int] | None]:
+    """The last selection per layer in a GLASS_GGUF_DUMP_SELECTION file (the runtime appends `layer N: i0 i1 ...
+    # fnv1a64 HASH` or `layer N: dense` at every selection); None: the layer stayed dense."""
+    chosen: dict[int, frozenset[int] | None] = {}
+    for line in Path(path).read_text().splitlines():
+        head, _, rest = line.partition(":")
+        rest = rest.partition("#")[0]  # the hash of the layer's compacted bytes
+        chosen[int(head.split()[1])] = None if rest.strip() == "dense" else frozenset(int(i) for i in rest.split())
+    return chosen

@@ -164,12 +164,9 @@ class GlassSession:
 
         info = self.info()
         settings = {"density": info.density, "lambda_": info.lambda_, "mode": info.mode, "warmup": info.warmup,
-                    "refresh": info.refresh, "min_change": info.min_change, "token_fraction": info.token_fraction}
-        scale = self._pending.get("layer_scale", self.layer_scale())
-        settings.update({k: v for k, v in self._pending.items() if k != "layer_scale"})
-        scale = changes.pop("layer_scale", scale)
-        settings.update(changes)
-        arr = np.ascontiguousarray(scale, dtype=np.float32)
+                    "refresh": info.refresh, "min_change": info.min_change, "token_fraction": info.token_fraction,
+                    "layer_scale": self.layer_scale(), **self._pending, **changes}
+        arr = np.ascontiguousarray(settings.pop("layer_scale"), dtype=np.float32)
         params = GlassParams(**settings, n_layer_scale=arr.shape[0])
         if arr.shape[0]:
             params.layer_scale = arr.ctypes.data_as(ctypes.POINTER(ctypes.c_float))

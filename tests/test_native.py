@@ -24,6 +24,7 @@ import llama_cpp
 
 from glass_gguf.fingerprint import gguf_model_info
 from glass_gguf.glass_file import embed_prior
+from glass_gguf.native import read_selection_dump
 from glass_gguf.prior_file import Prior
 from glass_gguf.runtime import GlassSession
 
@@ -120,17 +121,6 @@ def python_completion(model: Path, n: int, dense: bool = False) -> tuple[str, Gl
     return out["choices"][0]["text"], glass
 
 
-def read_selection(path: Path) -> dict[int, frozenset[int] | None]:
-    """The last selection dumped per layer (None: the layer stayed dense)."""
-    chosen: dict[int, frozenset[int] | None] = {}
-    for line in path.read_text().splitlines():
-        head, _, rest = line.partition(":")
-        rest = rest.partition("#")[0]  # "# fnv1a64 HASH": the hash of the layer's compacted bytes
-        layer = int(head.split()[1])
-        chosen[layer] = None if rest.strip() == "dense" else frozenset(int(i) for i in rest.split())
-    return chosen
-
-
 # --- llama-completion on this machine ----------------------------------------------------------------------------
 
 def test_completion_at_density_1_equals_dense(host_bin, glass_gguf):
@@ -187,8 +177,8 @@ def test_glass_flags_select_what_the_variables_select(host_bin, glass_gguf, tmp_
     env_text, _ = completion(host_bin / "llama-completion", glass_gguf, n=8, GLASS_GGUF_DENSITY="0.6",
                              GLASS_GGUF_LAMBDA="1", **swap_now, **{DUMP_SELECTION: str(by_env)})
     assert "glass: enabled (density 0.600, lambda 1.000, auto mode)" in log
-    chosen = read_selection(by_flags)
-    assert chosen == read_selection(by_env) and text == env_text
+    chosen = read_selection_dump(by_flags)
+    assert chosen == read_selection_dump(by_env) and text == env_text
     n_ff = gguf_model_info(glass_gguf).n_ff
     sizes = [len(s) / n_ff[il] for il, s in chosen.items() if s is not None]
     assert sizes and all(0.58 < x < 0.62 for x in sizes)
@@ -451,7 +441,7 @@ def test_aarch64_completion_decodes_sparse_like_x86_64(host_bin, aarch64_bin, gl
     assert sparse_count(arm_log) == 5, "with no background swap every decoded token is sparse (the 6th is not decoded)"
     assert arm_text.strip() and x86_text.strip()  # not compared: NEON and AVX2 sums differ in their last bits,
     # which moves a few neurons across the top-k boundary, and this seeded prior decodes near-ties (" the", " in")
-    arm, x86 = read_selection(arm_dump), read_selection(x86_dump)
+    arm, x86 = read_selection_dump(arm_dump), read_selection_dump(x86_dump)
     assert arm.keys() == x86.keys() and any(s is not None for s in arm.values())
     # The selection is exact on each machine, but h is not bit-identical across them: NEON and AVX2 matmuls round
     # differently in the last bits, and on a 7-token prompt a handful of the 768 kept neurons sit on the top-k
@@ -498,7 +488,7 @@ def test_aarch64_k_quant_compaction_gives_the_bytes_of_x86_64(host_bin, aarch64_
         assert sparse_count(log) == 5, arch
     x86, arm = (dumps[a].read_text() for a in ("x86-64", "aarch64"))
     assert "# fnv1a64" in arm and arm == x86
-    assert {len(s) for s in read_selection(dumps["aarch64"]).values() if s is not None} == {928}
+    assert {len(s) for s in read_selection_dump(dumps["aarch64"]).values() if s is not None} == {928}
     dense, _ = completion(aarch64_variant_bin / "llama-completion", glass_gguf_k_quants, n=6, runner=qemu(),
                           GLASS_GGUF="off")
     assert texts["aarch64"] != dense
@@ -519,7 +509,7 @@ def test_aarch64_two_level_keeps_per_token_what_method_py_keeps(host_bin, aarch6
     completion(host_bin / "llama-completion", glass_gguf, n=4, **two_level, **{DUMP_SELECTION: str(dumps["x86"])})
     assert arm_text.strip() and sparse_count(arm_log) == 3
     lines = {name: read_token_lines(Path(f"{dump}.tokens")) for name, dump in dumps.items()}
-    n_layer = len(read_selection(dumps["arm"]))
+    n_layer = len(read_selection_dump(dumps["arm"]))
     assert len(lines["arm"]) == 3 * n_layer
     for _, k, m, acts, kept in lines["arm"]:
         assert m == method.neurons_per_token(k, 0.5)
@@ -528,7 +518,7 @@ def test_aarch64_two_level_keeps_per_token_what_method_py_keeps(host_bin, aarch6
     # differently in the last bits, so a few near-ties at each token's cut (and in the prompt's selections) go the
     # other way and the difference grows with depth (measured on armv8-a: 0.002 in layer 0, 0.026 in layer 1, 0.25
     # by the last); a wrong down projection would put layer 1 (after the first two-level FFN) near 1
-    selections = {name: read_selection(dump) for name, dump in dumps.items()}
+    selections = {name: read_selection_dump(dump) for name, dump in dumps.items()}
     errors = []
     for arm_line, x86_line in zip(lines["arm"][:n_layer], lines["x86"][:n_layer]):
         acts = {name: dict(zip(sorted(selections[name][line[0]]), line[3]))

@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from glass_gguf import assets  # noqa: E402
 from glass_gguf.atomic import write_text  # noqa: E402
 from glass_gguf.doc_blocks import replace_block  # noqa: E402
+from glass_gguf.native import read_selection_dump  # noqa: E402
 
 DOC = REPO / "docs" / "runtime.md"
 
@@ -69,18 +70,8 @@ def run(binary: Path, model: Path, n: int, device: list[str], glass: list[str], 
         "glass_lines": [line for line in log.splitlines() if line.startswith("glass:")],
         "decode_ms_per_token": float(speed.group(1)) / int(speed.group(2)) if speed else None,
         "devices": [f"{name} ({desc})" for name, desc in devices],
-        "selection": read_selection(dump) if dump.exists() else {},
+        "selection": read_selection_dump(dump) if dump.exists() else {},   # frozensets: not written to the results
     }
-
-
-def read_selection(path: Path) -> dict[int, list[int] | None]:
-    """The last selection the runtime dumped, per layer (None: dense)."""
-    chosen: dict[int, list[int] | None] = {}
-    for line in path.read_text().splitlines():
-        head, _, rest = line.partition(":")
-        rest = rest.partition("#")[0].strip()
-        chosen[int(head.split()[1])] = None if rest == "dense" else [int(i) for i in rest.split()]
-    return chosen
 
 
 def overlap(a: dict, b: dict) -> dict:
